@@ -1,0 +1,193 @@
+"""Kernels for the first-order recurrence and the EMA update.
+
+Two update rules share every kernel, chosen by the run-time flag ``ema``:
+
+* ``ema=False`` (linear recurrence): ``h[t] = c[t] * h[t-1] + x[t]``
+* ``ema=True``  (EMA form):           ``h[t] = h[t-1] + c[t] * (x[t] - h[t-1])``,
+  i.e. ``a = 1 - c`` and ``b = c * x`` without materialising ``c * x``.
+
+The flag is loop-invariant, so LLVM unswitches it; one source serves both rules
+and all four dtypes. ``reverse=True`` runs time backwards (``h[t]`` from
+``h[t+1]``), which equals flipping the inputs, filtering and flipping back.
+
+Coefficients ``c`` come in the broadcast form of ``_arraytools.coef_to_work``:
+each dimension is 1 or full, indexed with a 0/1 step, so a scalar or
+per-channel coefficient is read from a handful of values.
+
+Layouts:
+
+* :func:`scan_rows`: ``(P, L)`` with time contiguous. Tiles of ``LANES`` signals
+  advance together in time (independent multiply-add chains), tiles in parallel.
+* :func:`scan_cols`: ``(P, L, Q)`` with ``Q > 1`` channels contiguous (time-major):
+  the inner loop runs over a block of contiguous channels.
+* :func:`scan_rows_chunked`: a few very long rows. Each row is cut into
+  ``n_chunks`` pieces scanned from zero state as lanes (pass 1); the carries
+  between pieces are combined serially (``n_chunks`` steps); pass 2 adds each
+  piece's carry times the running product of its decays. The chunking is fixed
+  (it does not depend on the thread count), so results are reproducible.
+"""
+
+import numpy as np
+
+from ._jit import LANES, kernel, prange
+
+__all__ = ["scan_rows", "scan_cols", "scan_rows_chunked", "COL_BLOCK"]
+
+#: channels per job in the time-major kernel (state of 256 values stays in L1).
+COL_BLOCK = 256
+
+
+@kernel
+def scan_rows(c, x, h0, out, ema, reverse):
+    """Scan ``(P, L)`` rows. ``c``: ``(Pc, Lc)``; ``h0``: ``(P,)``; writes ``out`` and returns final states."""
+    P, L = x.shape
+    cp = 1 if c.shape[0] > 1 else 0
+    ct = 1 if c.shape[1] > 1 else 0
+    hf = np.empty_like(h0)
+    ntiles = (P + LANES - 1) // LANES
+    for tile in prange(ntiles):
+        p0 = tile * LANES
+        n = min(LANES, P - p0)
+        if n == LANES:
+            h = h0[p0:p0 + LANES].copy()
+            for i in range(L):
+                t = L - 1 - i if reverse else i
+                for k in range(LANES):
+                    ck = c[(p0 + k) * cp, t * ct]
+                    if ema:
+                        h[k] = h[k] + ck * (x[p0 + k, t] - h[k])
+                    else:
+                        h[k] = ck * h[k] + x[p0 + k, t]
+                    out[p0 + k, t] = h[k]
+            for k in range(LANES):
+                hf[p0 + k] = h[k]
+        else:
+            for p in range(p0, p0 + n):
+                hp = h0[p]
+                for i in range(L):
+                    t = L - 1 - i if reverse else i
+                    cv = c[p * cp, t * ct]
+                    if ema:
+                        hp = hp + cv * (x[p, t] - hp)
+                    else:
+                        hp = cv * hp + x[p, t]
+                    out[p, t] = hp
+                hf[p] = hp
+    return hf
+
+
+@kernel
+def scan_cols(c, x, h0, out, ema, reverse):
+    """Scan time-major ``(P, L, Q)``. ``c``: ``(Pc, Lc, Qc)``; ``h0``: ``(P, Q)``; returns final states."""
+    P, L, Q = x.shape
+    cp = 1 if c.shape[0] > 1 else 0
+    ct = 1 if c.shape[1] > 1 else 0
+    cq = 1 if c.shape[2] > 1 else 0
+    hf = np.empty_like(h0)
+    nqb = (Q + COL_BLOCK - 1) // COL_BLOCK
+    for job in prange(P * nqb):
+        p = job // nqb
+        q0 = (job % nqb) * COL_BLOCK
+        m = min(COL_BLOCK, Q - q0)
+        h = h0[p, q0:q0 + m].copy()
+        for i in range(L):
+            t = L - 1 - i if reverse else i
+            for j in range(m):
+                cv = c[p * cp, t * ct, (q0 + j) * cq]
+                if ema:
+                    h[j] = h[j] + cv * (x[p, t, q0 + j] - h[j])
+                else:
+                    h[j] = cv * h[j] + x[p, t, q0 + j]
+                out[p, t, q0 + j] = h[j]
+        for j in range(m):
+            hf[p, q0 + j] = h[j]
+    return hf
+
+
+@kernel
+def scan_rows_chunked(c, x, h0, out, ema, reverse, n_chunks):
+    """Scan a few long ``(P, L)`` rows in ``n_chunks`` pieces per row (a multiple of ``LANES``).
+
+    Requires ``L >= n_chunks``. Returns final states like :func:`scan_rows`.
+    """
+    P, L = x.shape
+    cp = 1 if c.shape[0] > 1 else 0
+    ct = 1 if c.shape[1] > 1 else 0
+    lc = L // n_chunks              # piece length; the last piece also takes the remainder
+    rem = L - lc * n_chunks
+    tiles = n_chunks // LANES
+    hloc = np.zeros((P, n_chunks), dtype=h0.dtype)   # each piece's end state from zero
+    gprod = np.ones((P, n_chunks), dtype=h0.dtype)   # each piece's product of decays
+    # pass 1: local scans, LANES pieces advanced together
+    for job in prange(P * tiles):
+        p = job // tiles
+        k0 = (job % tiles) * LANES
+        h = np.zeros(LANES, dtype=h0.dtype)
+        g = np.ones(LANES, dtype=h0.dtype)
+        if k0 == 0:
+            h[0] = h0[p]            # the first piece starts from the true initial state
+        for i in range(lc):
+            for k in range(LANES):
+                s = (k0 + k) * lc + i                  # position in scan order
+                t = L - 1 - s if reverse else s
+                cv = c[p * cp, t * ct]
+                if ema:
+                    h[k] = h[k] + cv * (x[p, t] - h[k])
+                    g[k] = g[k] * (1 - cv)
+                else:
+                    h[k] = cv * h[k] + x[p, t]
+                    g[k] = g[k] * cv
+                out[p, t] = h[k]
+        if k0 + LANES == n_chunks:
+            k = LANES - 1                               # the last piece takes the remainder
+            for s in range(n_chunks * lc, L):
+                t = L - 1 - s if reverse else s
+                cv = c[p * cp, t * ct]
+                if ema:
+                    h[k] = h[k] + cv * (x[p, t] - h[k])
+                    g[k] = g[k] * (1 - cv)
+                else:
+                    h[k] = cv * h[k] + x[p, t]
+                    g[k] = g[k] * cv
+                out[p, t] = h[k]
+        for k in range(LANES):
+            hloc[p, k0 + k] = h[k]
+            gprod[p, k0 + k] = g[k]
+    # carries: the state entering each piece (serial over pieces, cheap)
+    carry = np.zeros((P, n_chunks), dtype=h0.dtype)
+    hf = np.empty_like(h0)
+    for p in range(P):
+        hin = hloc[p, 0]                        # piece 0 already includes h0
+        for k in range(1, n_chunks):
+            carry[p, k] = hin
+            hin = gprod[p, k] * hin + hloc[p, k]
+        hf[p] = hin
+    # pass 2: add carry * running product of decays to every piece but the first
+    for job in prange(P * tiles):
+        p = job // tiles
+        k0 = (job % tiles) * LANES
+        g = np.empty(LANES, dtype=h0.dtype)
+        for k in range(LANES):
+            g[k] = carry[p, k0 + k]
+        for i in range(lc):
+            for k in range(LANES):
+                s = (k0 + k) * lc + i
+                t = L - 1 - s if reverse else s
+                cv = c[p * cp, t * ct]
+                if ema:
+                    g[k] = g[k] * (1 - cv)
+                else:
+                    g[k] = g[k] * cv
+                if k0 + k > 0:
+                    out[p, t] = out[p, t] + g[k]
+        if k0 + LANES == n_chunks and n_chunks > 1:
+            k = LANES - 1
+            for s in range(n_chunks * lc, L):
+                t = L - 1 - s if reverse else s
+                cv = c[p * cp, t * ct]
+                if ema:
+                    g[k] = g[k] * (1 - cv)
+                else:
+                    g[k] = g[k] * cv
+                out[p, t] = out[p, t] + g[k]
+    return hf

@@ -1,0 +1,37 @@
+"""Choose and run the recurrence kernel for a ``(P, L, Q)`` work array."""
+
+import numpy as np
+
+from ._jit import LANES
+from .recurrence import scan_cols, scan_rows, scan_rows_chunked
+
+__all__ = ["run_scan", "N_CHUNKS", "CHUNKED_MIN_LENGTH"]
+
+#: pieces per row in the chunked-in-time scan (a multiple of LANES; fixed, so
+#: results do not depend on the number of threads).
+N_CHUNKS = 4 * LANES
+#: rows at least this long, and fewer than LANES of them, use the chunked scan.
+CHUNKED_MIN_LENGTH = 1 << 15
+
+
+def run_scan(c3: np.ndarray, x3: np.ndarray, h0: np.ndarray, out3: np.ndarray,
+             ema: bool, reverse: bool) -> np.ndarray:
+    """Run ``h = c*h + x`` (or the EMA form) over a ``(P, L, Q)`` array.
+
+    ``c3`` is ``(Pc, Lc, Qc)`` (each 1 or full), ``h0`` is ``(P, Q)``; writes
+    ``out3`` and returns the final states ``(P, Q)``.
+    """
+    P, L, Q = x3.shape
+    if P * L * Q == 0:
+        return h0.copy()
+    if Q == 1:
+        c2 = c3.reshape(c3.shape[0], c3.shape[1])
+        x2 = x3.reshape(P, L)
+        o2 = out3.reshape(P, L)
+        h1 = np.ascontiguousarray(h0.reshape(P))
+        if P < LANES and L >= CHUNKED_MIN_LENGTH:
+            hf = scan_rows_chunked.pick(P * L)(c2, x2, h1, o2, ema, reverse, N_CHUNKS)
+        else:
+            hf = scan_rows.pick(P * L)(c2, x2, h1, o2, ema, reverse)
+        return hf.reshape(P, 1)
+    return scan_cols.pick(P * L * Q)(c3, x3, np.ascontiguousarray(h0), out3, ema, reverse)

@@ -1,0 +1,112 @@
+"""Slow, obviously-correct loops: the specification the fast kernels are tested against.
+
+Nothing here is fast or clever. Each function works on plain NumPy arrays, one
+signal at a time, one sample at a time, in float64/complex128 unless told
+otherwise, and follows its published definition line by line.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["linear_recurrence", "ewm_mean", "ewm_mean_weights"]
+
+
+def linear_recurrence(a, b, zi=None, axis=-1, reverse=False, dtype=None):
+    """``h[t] = a[t] * h[t-1] + b[t]`` along ``axis`` by a Python loop.
+
+    ``a`` broadcasts against ``b``; ``zi`` has ``b``'s shape with ``axis`` of
+    length 1. Returns ``(h, zf)``.
+    """
+    a = np.asarray(a)
+    b = np.asarray(b)
+    shape = np.broadcast_shapes(a.shape, b.shape)
+    if dtype is None:
+        dtype = np.result_type(a, b, np.float64)
+    a = np.moveaxis(np.broadcast_to(a, shape).astype(dtype), axis, -1)
+    b = np.moveaxis(np.broadcast_to(b, shape).astype(dtype), axis, -1)
+    L = shape[axis]
+    if zi is None:
+        h = np.zeros(b.shape[:-1], dtype=dtype)
+    else:
+        zshape = list(shape)
+        zshape[axis] = 1
+        z = np.moveaxis(np.broadcast_to(np.asarray(zi), tuple(zshape)), axis, -1)
+        h = z[..., 0].astype(dtype).copy()
+    y = np.empty(b.shape, dtype=dtype)
+    order = range(L - 1, -1, -1) if reverse else range(L)
+    for idx in np.ndindex(*b.shape[:-1]):
+        s = h[idx]
+        for t in order:
+            s = a[idx + (t,)] * s + b[idx + (t,)]
+            y[idx + (t,)] = s
+        h[idx] = s
+    return np.moveaxis(y, -1, axis), np.expand_dims(h, axis % len(shape))
+
+
+def ewm_mean(x, decay, new_weight, adjust, ignore_na=False, min_periods=0,
+             mean0=np.nan, weight0=1.0, count0=0):
+    """pandas' exponentially weighted mean of one 1-D signal, step by step.
+
+    A transcription of the algorithm pandas documents for ``ewm(...).mean()``
+    (``pandas/_libs/window/aggregations.pyx``, function ``ewm``), written for one
+    signal with per-step parameters:
+
+    * ``decay[t]``: how much the weight of the past shrinks from sample ``t-1``
+      to ``t`` (``1 - alpha``, or ``(1 - alpha) ** (dt / halflife)`` with times);
+    * ``new_weight[t]``: ``alpha`` (used when ``adjust=False``); pandas' ``com == 1``
+      path uses ``1 - old_weight`` instead, which we apply where it equals 0.5.
+
+    Returns ``(y, (mean, weight, count))``.
+    """
+    x = np.asarray(x)
+    L = x.shape[0]
+    decay = np.broadcast_to(np.asarray(decay, dtype=np.float64), (L,))
+    new_weight = np.broadcast_to(np.asarray(new_weight, dtype=np.float64), (L,))
+    minp = max(int(min_periods), 1)
+    out = np.empty(L, dtype=np.result_type(x.dtype, np.float64))
+    weighted = mean0
+    old_wt = float(weight0)
+    nobs = count0
+    for t in range(L):
+        cur = x[t]
+        is_obs = not np.isnan(cur)
+        nobs += int(is_obs)
+        if not np.isnan(weighted):
+            if is_obs or not ignore_na:
+                old_wt *= decay[t]
+                if is_obs:
+                    if adjust:
+                        new_wt = 1.0
+                    elif new_weight[t] == 0.5:
+                        new_wt = 1.0 - old_wt
+                    else:
+                        new_wt = new_weight[t]
+                    if weighted != cur:
+                        weighted = (old_wt * weighted + new_wt * cur) / (old_wt + new_wt)
+                    old_wt = old_wt + new_wt if adjust else 1.0
+        elif is_obs:
+            weighted = cur
+        out[t] = weighted if nobs >= minp else np.nan
+    return out, (weighted, old_wt, nobs)
+
+
+def ewm_mean_weights(x, alpha, adjust):
+    """The textbook weighted-average definition of the EMA of a NaN-free 1-D signal.
+
+    ``adjust=True``: ``y[t] = sum_i (1-alpha)**i x[t-i] / sum_i (1-alpha)**i``.
+    ``adjust=False``: ``y[0] = x[0]``, ``y[t] = (1-alpha) y[t-1] + alpha x[t]``
+    written as its closed form ``(1-alpha)**t x[0] + sum_{i<t} alpha (1-alpha)**i x[t-i]``.
+    O(L^2); for small tests only.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    L = x.shape[0]
+    y = np.empty(L)
+    for t in range(L):
+        i = np.arange(t + 1)
+        w = (1 - alpha) ** i
+        if not adjust:
+            w = w * alpha
+            w[t] = (1 - alpha) ** t
+        y[t] = np.sum(w * x[t - i]) / (np.sum(w) if adjust else 1.0)
+    return y
