@@ -8,8 +8,8 @@ How the computation is split:
   ``c[t] = 1 / W[t]`` with ``W[t] = decay[t] * W[t-1] + 1`` (``adjust=True``: the
   weighted mean of pandas is an EMA whose gain is the inverse of the running sum
   of weights; ``W`` is computed once per distinct decay pattern, usually O(L));
-* a NaN anywhere in a signal makes its final state NaN (NaN never leaves the
-  scan), so those signals, and only those, are re-run through the exact pandas
+* a NaN or inf anywhere in a signal makes its final state non-finite (NaN
+  never leaves the scan), so those signals, and only those, are re-run through the exact pandas
   state machine (``_cpu/ema.py``) that implements missing-value rules.
 """
 
@@ -283,7 +283,7 @@ def ema(x, alpha=None, *, com=None, span=None, halflife=None, times=None, adjust
     Missing values (NaN) keep the previous average, exactly as pandas does,
     including its special case for ``alpha = 0.5`` (``com = 1``) with
     ``adjust=False``, which iirssm applies wherever a per-sample ``alpha`` equals 0.5.
-    Infinite values behave as in pandas (``inf - inf`` gives NaN and restarts the average).
+    Infinite values are missing values too, as in pandas (which replaces them by NaN).
     Calls on consecutive chunks that pass ``zf`` on as ``zi`` equal one call on
     the whole signal, for every option.
 
@@ -293,9 +293,9 @@ def ema(x, alpha=None, *, com=None, span=None, halflife=None, times=None, adjust
     >>> import iirssm
     >>> x = np.array([1.0, 2.0, np.nan, 4.0])
     >>> iirssm.ema(x, alpha=0.5)
-    array([1.  , 1.5 , 1.5 , 3.25])
+    array([1.   , 1.5  , 1.5  , 3.375])
     >>> iirssm.ema(x, alpha=0.5, adjust=True).round(4)
-    array([1.    , 1.6667, 1.6667, 3.3077])
+    array([1.    , 1.6667, 1.6667, 3.3636])
 
     Irregular timestamps with a half-life:
 
@@ -312,7 +312,10 @@ def ema(x, alpha=None, *, com=None, span=None, halflife=None, times=None, adjust
     times_given = times is not None
     coef_named = [(n, v) for n, v in (("alpha", alpha), ("com", com), ("span", span))
                   if v is not None]
-    if not (times_given and halflife is not None and _is_timedelta(halflife)):
+    if halflife is not None and _is_timedelta(halflife):
+        if not times_given:
+            raise ValueError("a timedelta halflife needs times= (datetime timestamps)")
+    else:
         coef_named.append(("halflife", halflife))
     dtype = compute_dtype(("x", x_in), *coef_named,
                           real_only=("alpha", "com", "span", "halflife"))
@@ -399,7 +402,9 @@ def ema(x, alpha=None, *, com=None, span=None, halflife=None, times=None, adjust
             wt_end = np.ascontiguousarray(np.broadcast_to(W[:, -1, :], (P, Q)), dtype=rdtype)
         c3 = np.ascontiguousarray(c3, dtype=rdtype)
         hf = run_scan(c3, x3, h0, out3, True, False)
-        redo = np.isnan(hf)
+        # NaN never leaves the scan and an inf turns into inf or NaN for good, so a
+        # non-finite final state marks exactly the signals with a missing value.
+        redo = ~np.isfinite(hf)
         mean_f = hf
         wt_f = wt_end
         cnt_f = cnt0 + L

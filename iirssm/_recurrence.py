@@ -85,7 +85,7 @@ def linear_recurrence(a, b, *, axis=-1, zi=None, reverse=False, return_zf=False,
     >>> a = np.array([0.9, 0.5, 0.0])
     >>> y, zf = iirssm.linear_recurrence(a, np.ones(3), zi=[10.0], return_zf=True)
     >>> y, zf
-    (array([10. ,  6. ,  1. ]), array([1.]))
+    (array([10.,  6.,  1.]), array([1.]))
     """
     check_backend(backend, a, b, zi)
     b_in, template = _pandas.unwrap(b, "b")

@@ -70,7 +70,7 @@ def ewm_mean(x, decay, new_weight, adjust, ignore_na=False, min_periods=0,
     nobs = count0
     for t in range(L):
         cur = x[t]
-        is_obs = not np.isnan(cur)
+        is_obs = bool(np.isfinite(cur))  # pandas replaces +-inf by NaN first
         nobs += int(is_obs)
         if not np.isnan(weighted):
             if is_obs or not ignore_na:

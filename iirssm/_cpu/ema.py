@@ -7,6 +7,7 @@ which a NaN appears are re-run here. The state per signal is pandas' own:
 
 * ``d[t]``: the decay of ``weight`` for one step (``1 - alpha``, or
   ``(1 - alpha) ** (dt / halflife)`` with ``times=``);
+* ``x[t]`` NaN or +-inf is a missing value (pandas turns inf into NaN first);
 * ``al[t]``: the weight of a new observation when ``adjust=False``; where it is
   exactly 0.5 (pandas' ``com == 1`` path) the new weight is ``1 - weight``
   instead, which is what makes the ``times=`` form an irregular-time EMA.
@@ -50,7 +51,7 @@ def ewm_state(d, al, x, mean0, wt0, cnt0, mask, out, adjust, ignore_na, minp):
         nobs = cnt0[p, q]
         for t in range(L):
             cur = x[p, t, q]
-            is_obs = cur == cur
+            is_obs = abs(cur) < np.inf      # pandas treats +-inf as missing, like NaN
             if is_obs:
                 nobs += 1
             if weighted == weighted:
