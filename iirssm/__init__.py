@@ -9,8 +9,13 @@ other optional packages are imported when a function needs them.
 """
 
 from ._ema import EMAState, ema
+from ._lfilter import filtfilt, lfilter, lfilter_zi, lfiltic, sosfilt, sosfilt_zi, sosfiltfilt
 from ._recurrence import linear_recurrence
 
 __version__ = "0.1.0.dev0"
 
-__all__ = ["linear_recurrence", "ema", "EMAState", "__version__"]
+__all__ = [
+    "linear_recurrence", "ema", "EMAState",
+    "lfilter", "lfilter_zi", "lfiltic", "filtfilt", "sosfilt", "sosfilt_zi", "sosfiltfilt",
+    "__version__",
+]

@@ -81,25 +81,32 @@ def _expand(arr: np.ndarray, ndim: int) -> np.ndarray:
     return arr.reshape((1,) * (ndim - arr.ndim) + arr.shape)
 
 
-def coef_to_work(c, frame: Frame, name: str, dtype: np.dtype) -> np.ndarray:
+def coef_to_work(c, frame: Frame, name: str, dtype: np.dtype, lead: int = 0) -> np.ndarray:
     """Bring a coefficient broadcasting against the signal into ``(Pc, Lc, Qc)`` form.
 
     ``Pc`` and ``Qc`` are 1 when the coefficient does not vary over those
     dimensions, else the full size; ``Lc`` is 1 or ``L``. A coefficient that varies
     over only some of the dimensions before (or after) the time axis is expanded
-    over those dimensions only.
+    over those dimensions only. The first ``lead`` dimensions of ``c`` (e.g. the
+    coefficient index of ``lfilter``'s ``b``) are kept in front:
+    the result is ``c.shape[:lead] + (Pc, Lc, Qc)``.
     """
     c = np.asarray(c)
-    check_broadcast(name, c.shape, frame.shape, frame.axis)
-    c = frame.to_work_orientation(_expand(c, frame.ndim))
+    head, tail = c.shape[:lead], c.shape[lead:]
+    check_broadcast(name if not lead else f"{name} (after its first {lead} dimension(s))",
+                    tail, frame.shape, frame.axis)
+    c = c.reshape(head + (1,) * (frame.ndim - len(tail)) + tail)
+    if frame.transposed:
+        c = c.transpose(tuple(range(lead)) + tuple(range(c.ndim - 1, lead - 1, -1)))
     ws, ax = frame.work_shape, frame.work_axis
-    pre, post = c.shape[:ax], c.shape[ax + 1:]
+    body = c.shape[lead:]
+    pre, post = body[:ax], body[ax + 1:]
     tgt_pre = pre if all(d == 1 for d in pre) else ws[:ax]
     tgt_post = post if all(d == 1 for d in post) else ws[ax + 1:]
-    tgt = tgt_pre + (c.shape[ax],) + tgt_post
-    c = np.broadcast_to(c, tgt)
+    tgt = tgt_pre + (body[ax],) + tgt_post
+    c = np.broadcast_to(c, head + tgt)
     c = np.ascontiguousarray(c, dtype=dtype)
-    return c.reshape(prod(tgt_pre), tgt[len(tgt_pre)], prod(tgt_post))
+    return c.reshape(head + (prod(tgt_pre), tgt[len(tgt_pre)], prod(tgt_post)))
 
 
 def new_output(frame: Frame, dtype: np.dtype, out: np.ndarray | None = None,

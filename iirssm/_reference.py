@@ -110,3 +110,63 @@ def ewm_mean_weights(x, alpha, adjust):
             w[t] = (1 - alpha) ** t
         y[t] = np.sum(w * x[t - i]) / (np.sum(w) if adjust else 1.0)
     return y
+
+
+def lfilter(b, a, x, zi=None):
+    """One signal through a (possibly time-varying) IIR filter, by its difference equation.
+
+    ``x`` is 1-D of length ``L``; ``b`` and ``a`` are ``(n_b,)``/``(n_a,)`` or
+    ``(n_b, L)``/``(n_a, L)`` (one set of coefficients per sample). Coefficients act
+    on the sample they multiply, each normalised by ``a_0`` of its own sample::
+
+        y[t] = sum_k b_k[t-k] x[t-k] - sum_{k>=1} a_k[t-k] y[t-k]  (+ zi[t] for t < K)
+
+    ``zi`` is scipy's direct form II transposed state (the contribution of the
+    samples before 0 to ``y[0]``, ``y[1]``, ...). Returns ``(y, zf)``.
+    """
+    x = np.asarray(x)
+    L = x.shape[0]
+    b = np.asarray(b)
+    a = np.asarray(a)
+    K = max(b.shape[0], a.shape[0]) - 1
+    dtype = np.result_type(b, a, x, np.float64)
+    bb = np.zeros((K + 1, L), dtype=dtype)
+    aa = np.zeros((K + 1, L), dtype=dtype)
+    bb[:b.shape[0]] = b.reshape(b.shape[0], -1)
+    aa[:a.shape[0]] = a.reshape(a.shape[0], -1)
+    bb = bb / aa[0]
+    aa = aa / aa[0]
+    z = np.zeros(K, dtype=dtype) if zi is None else np.asarray(zi, dtype=dtype)
+    y = np.zeros(L, dtype=dtype)
+    for t in range(L):
+        acc = z[t] if t < K else 0
+        for k in range(0, min(t, K) + 1):
+            acc += bb[k, t - k] * x[t - k]
+            if k >= 1:
+                acc -= aa[k, t - k] * y[t - k]
+        y[t] = acc
+    zf = np.zeros(K, dtype=dtype)
+    T = L - 1
+    for i in range(K):
+        acc = z[T + 1 + i] if T + 1 + i < K else 0
+        for j in range(i + 1, K + 1):
+            s = T + 1 + i - j
+            if 0 <= s <= T:
+                acc += bb[j, s] * x[s] - aa[j, s] * y[s]
+        zf[i] = acc
+    return y, zf
+
+
+def sosfilt(sos, x, zi=None):
+    """One signal through a cascade of (possibly time-varying) second-order sections.
+
+    ``sos`` is ``(n_sections, 6)`` or ``(n_sections, 6, L)``; ``zi`` is ``(n_sections, 2)``.
+    Each section is :func:`lfilter` of its six coefficients. Returns ``(y, zf)``.
+    """
+    sos = np.asarray(sos)
+    y = np.asarray(x)
+    zf = []
+    for s in range(sos.shape[0]):
+        y, z = lfilter(sos[s, :3], sos[s, 3:], y, None if zi is None else zi[s])
+        zf.append(z)
+    return y, np.array(zf)

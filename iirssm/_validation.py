@@ -56,7 +56,7 @@ def _is_weak_scalar(value) -> bool:
     )
 
 
-def compute_dtype(*named, real_only: tuple[str, ...] = ()) -> np.dtype:
+def compute_dtype(*named, real_only: tuple[str, ...] = (), promote_first: bool = False) -> np.dtype:
     """Settle the computation dtype of several inputs.
 
     Parameters
@@ -66,6 +66,10 @@ def compute_dtype(*named, real_only: tuple[str, ...] = ()) -> np.dtype:
         weak: they only widen the result when every input is a Python scalar.
     real_only : tuple of str
         Names of inputs that must be real.
+    promote_first : bool
+        scipy's rule (for the drop-ins): ``numpy.result_type`` of the raw dtypes
+        first, then the policy table (so int16 with float32 gives float32, as in
+        scipy, rather than float64).
 
     Returns
     -------
@@ -84,14 +88,18 @@ def compute_dtype(*named, real_only: tuple[str, ...] = ()) -> np.dtype:
                     raise TypeError(f"{name} must be real; got the complex value {value!r}")
             continue
         dt = getattr(value, "dtype", None)
-        dt = _policy_dtype(np.asarray(value).dtype if dt is None else dt, name)
+        dt = np.asarray(value).dtype if dt is None else np.dtype(dt)
+        if not promote_first:
+            dt = _policy_dtype(dt, name)
+        elif dt.kind not in "biufc":
+            _policy_dtype(dt, name)  # raises the TypeError naming the input
         if name in real_only and dt.kind == "c":
             raise TypeError(f"{name} must be real; got dtype {dt}")
         strong.append(dt)
     if not strong:
         out = np.dtype(np.float64)
     else:
-        out = np.result_type(*strong)
+        out = _policy_dtype(np.result_type(*strong), "the inputs")
     if weak_complex and out.kind != "c":
         out = np.result_type(out, np.complex64)
     return np.dtype(out)

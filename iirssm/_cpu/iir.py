@@ -1,0 +1,112 @@
+"""Cascades of direct-form II transposed sections: ``lfilter`` (one section of order K)
+and ``sosfilt`` (S sections of order 2) share this one kernel source.
+
+Per section ``s`` and sample ``t`` (coefficients already divided by ``a0``)::
+
+    y      = b[0] x + z[0]
+    z[i]   = b[i+1] x - a[i+1] y + z[i+1]      (i = 0 .. K-2)
+    z[K-1] = b[K] x - a[K] y
+
+and ``y`` is the next section's ``x``. Coefficients may change every sample
+(they act on the sample they multiply: the state ``z`` carries products formed
+with earlier samples' coefficients), which for fixed coefficients is exactly
+scipy's ``lfilter``/``sosfilt``.
+
+Coefficient arrays have shape ``(S, K+1, Pc, Lc)`` (rows) or ``(S, K+1, Pc, Lc, Qc)``
+(time-major), each of ``Pc``, ``Lc``, ``Qc`` 1 or full (see ``_arraytools``).
+States are ``(P, S, K)`` (rows) or ``(P, Q, S, K)`` (time-major).
+"""
+
+import numpy as np
+
+from ._jit import LANES, kernel, prange
+
+__all__ = ["df2t_rows", "df2t_cols"]
+
+
+@kernel
+def df2t_rows(bc, ac, x, z0, out):
+    """Filter ``(P, L)`` rows through the section cascade; returns the final states ``(P, S, K)``."""
+    P, L = x.shape
+    S = bc.shape[0]
+    K = bc.shape[1] - 1
+    cp = 1 if bc.shape[2] > 1 else 0
+    ct = 1 if bc.shape[3] > 1 else 0
+    zf = np.empty_like(z0)
+    ntiles = (P + LANES - 1) // LANES
+    for tile in prange(ntiles):
+        p0 = tile * LANES
+        n = min(LANES, P - p0)
+        z = np.zeros((S, K, LANES), dtype=z0.dtype)
+        for k in range(n):
+            for s in range(S):
+                for i in range(K):
+                    z[s, i, k] = z0[p0 + k, s, i]
+        v = np.zeros(LANES, dtype=out.dtype)
+        for t in range(L):
+            for k in range(n):
+                v[k] = x[p0 + k, t]
+            for s in range(S):
+                for k in range(n):
+                    pc = (p0 + k) * cp
+                    tc = t * ct
+                    xv = v[k]
+                    yv = bc[s, 0, pc, tc] * xv + z[s, 0, k]
+                    for i in range(K - 1):
+                        z[s, i, k] = bc[s, i + 1, pc, tc] * xv - ac[s, i + 1, pc, tc] * yv \
+                            + z[s, i + 1, k]
+                    z[s, K - 1, k] = bc[s, K, pc, tc] * xv - ac[s, K, pc, tc] * yv
+                    v[k] = yv
+            for k in range(n):
+                out[p0 + k, t] = v[k]
+        for k in range(n):
+            for s in range(S):
+                for i in range(K):
+                    zf[p0 + k, s, i] = z[s, i, k]
+    return zf
+
+
+@kernel
+def df2t_cols(bc, ac, x, z0, out):
+    """Filter time-major ``(P, L, Q)`` through the cascade; returns final states ``(P, Q, S, K)``."""
+    P, L, Q = x.shape
+    S = bc.shape[0]
+    K = bc.shape[1] - 1
+    cp = 1 if bc.shape[2] > 1 else 0
+    ct = 1 if bc.shape[3] > 1 else 0
+    cq = 1 if bc.shape[4] > 1 else 0
+    QB = 64
+    zf = np.empty_like(z0)
+    nqb = (Q + QB - 1) // QB
+    for job in prange(P * nqb):
+        p = job // nqb
+        q0 = (job % nqb) * QB
+        m = min(QB, Q - q0)
+        z = np.zeros((S, K, QB), dtype=z0.dtype)
+        for j in range(m):
+            for s in range(S):
+                for i in range(K):
+                    z[s, i, j] = z0[p, q0 + j, s, i]
+        v = np.zeros(QB, dtype=out.dtype)
+        for t in range(L):
+            for j in range(m):
+                v[j] = x[p, t, q0 + j]
+            for s in range(S):
+                for j in range(m):
+                    pc = p * cp
+                    tc = t * ct
+                    qc = (q0 + j) * cq
+                    xv = v[j]
+                    yv = bc[s, 0, pc, tc, qc] * xv + z[s, 0, j]
+                    for i in range(K - 1):
+                        z[s, i, j] = bc[s, i + 1, pc, tc, qc] * xv \
+                            - ac[s, i + 1, pc, tc, qc] * yv + z[s, i + 1, j]
+                    z[s, K - 1, j] = bc[s, K, pc, tc, qc] * xv - ac[s, K, pc, tc, qc] * yv
+                    v[j] = yv
+            for j in range(m):
+                out[p, t, q0 + j] = v[j]
+        for j in range(m):
+            for s in range(S):
+                for i in range(K):
+                    zf[p, q0 + j, s, i] = z[s, i, j]
+    return zf

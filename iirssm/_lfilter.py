@@ -1,0 +1,539 @@
+"""scipy.signal drop-ins: lfilter, lfilter_zi, lfiltic, filtfilt, sosfilt, sosfilt_zi, sosfiltfilt.
+
+Same names, signatures, dtype rules, return conventions and errors as scipy
+(1.17). One extension where scipy raises: coefficient arrays with more than one
+dimension. ``b`` of shape ``(n_b, *S)``, ``a`` of shape ``(n_a, *S)`` and ``sos``
+of shape ``(n_sections, 6, *S)``, where ``S`` broadcasts against ``x`` with time
+on ``axis``, give per-channel coefficients (``S`` of length 1 along ``axis``)
+and/or time-varying coefficients (full length along ``axis``).
+
+Time-varying coefficients act in the direct form II transposed structure: the
+coefficients of sample ``t`` multiply ``x[t]`` and ``y[t]``, so that
+
+    y[t] = sum_k b_k[t-k] x[t-k] - sum_{k>=1} a_k[t-k] y[t-k]
+
+with every coefficient divided by ``a_0`` of its own sample. The state
+(``zi``/``zf``) is then the same as scipy's, and a signal filtered in chunks
+with the state carried over equals the whole.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import _pandas
+from ._arraytools import (check_no_overlap, coef_to_work, finish_output, frame_of, new_output,
+                          state_to_work, state_from_work, to_work)
+from ._backend import check_backend
+from ._cpu.iir import df2t_cols, df2t_rows
+from ._validation import as_float_array, compute_dtype, normalize_axis
+
+__all__ = ["lfilter", "lfilter_zi", "lfiltic", "filtfilt", "sosfilt", "sosfilt_zi",
+           "sosfiltfilt"]
+
+
+# ----------------------------------------------------------------------------- helpers
+
+def _coef_array(c, name, dtype=None):
+    arr = as_float_array(c, name, dtype)
+    if arr.ndim == 0 or arr.shape[0] == 0:
+        raise ValueError(f"Parameter {name} is not a non-empty array of coefficients "
+                         f"(shape {arr.shape}); give at least one coefficient")
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(f"{name} contains non-finite coefficients (NaN or inf)")
+    return arr
+
+
+def _signal(x, name="x"):
+    x_in, template = _pandas.unwrap(x, name)
+    return x_in, template
+
+
+def _run_cascade(bw, aw, x_arr, frame, dtype, z0):
+    """Run the DF2T cascade. ``bw``/``aw``: ``(S, K+1) + (Pc, Lc, Qc)``; ``z0``: ``(P, S, K, Q)``.
+
+    Returns ``(out_nd, zf)`` with ``zf`` shaped ``(P, S, K, Q)``.
+    """
+    P, L, Q = frame.plq
+    x3 = to_work(x_arr, frame)
+    out_nd, out3 = new_output(frame, dtype)
+    S, K1 = bw.shape[:2]
+    n = P * L * Q
+    if Q == 1:
+        kern = df2t_rows.pick(n)
+        zf = kern(bw[..., 0], aw[..., 0], x3.reshape(P, L),
+                  np.ascontiguousarray(z0[..., 0]), out3.reshape(P, L))
+        zf = zf[..., None]
+    else:
+        kern = df2t_cols.pick(n)
+        zf = kern(bw, aw, x3, np.ascontiguousarray(z0.transpose(0, 3, 1, 2)), out3)
+        zf = zf.transpose(0, 2, 3, 1)
+    return finish_output(out_nd, out3, frame), zf
+
+
+def _normalized(b, a, dtype):
+    """Pad ``b`` and ``a`` to one length ``K+1`` (K >= 1) and divide by ``a[0]``."""
+    nb, na = b.shape[0], a.shape[0]
+    tail = np.broadcast_shapes(b.shape[1:], a.shape[1:])
+    n = max(nb, na, 2)
+    bb = np.zeros((n,) + tail, dtype=dtype)
+    aa = np.zeros((n,) + tail, dtype=dtype)
+    bb[:nb] = b
+    aa[:na] = a
+    a0 = aa[0].copy()
+    if np.any(a0 == 0):
+        raise ValueError("filter coefficient a[0] must be nonzero (the filter is normalised "
+                         "by it); got a[0] == 0")
+    return bb / a0, aa / a0, max(nb, na) - 1
+
+
+# ----------------------------------------------------------------------------- lfilter
+
+def lfilter(b, a, x, axis=-1, zi=None):
+    """Filter data along one dimension with an IIR or FIR filter (``scipy.signal.lfilter``).
+
+    Direct form II transposed, normalised by ``a[0]``:
+    ``a[0] y[n] = b[0] x[n] + ... + b[M] x[n-M] - a[1] y[n-1] - ... - a[N] y[n-N]``.
+
+    Parameters
+    ----------
+    b, a : array_like
+        Numerator and denominator coefficients. 1-D as in scipy, or, as an
+        extension, ``(n_coef, *S)`` with ``S`` broadcasting against ``x`` (time
+        on ``axis``): per-channel and/or per-sample (time-varying) coefficients.
+    x : array_like
+        The signal (a pandas Series/DataFrame is filtered along its index and
+        returned as the same type).
+    axis : int, optional
+        Time axis. Default -1.
+    zi : array_like, optional
+        Initial state: ``x``'s shape with ``axis`` of length
+        ``max(len(a), len(b)) - 1`` (singleton dimensions broadcast).
+
+    Returns
+    -------
+    y : ndarray
+        The output; dtype ``numpy.result_type(b, a, x)`` (integers as float64).
+    zf : ndarray
+        Final state, returned only when ``zi`` is given.
+
+    Notes
+    -----
+    Non-finite coefficients are refused (scipy accepts them and returns NaN).
+    NaN or inf in ``x`` propagate to every later output.
+
+    Examples
+    --------
+    >>> import numpy as np, scipy.signal
+    >>> import iirssm
+    >>> b, a = scipy.signal.butter(2, 0.2)
+    >>> x = np.random.default_rng(0).standard_normal(100)
+    >>> np.allclose(iirssm.lfilter(b, a, x), scipy.signal.lfilter(b, a, x))
+    True
+
+    A resonance sweeping in frequency: one pair of poles per sample.
+
+    >>> t = np.arange(1000)
+    >>> theta = np.linspace(0.05, 0.5, t.size) * np.pi
+    >>> a_tv = np.stack([np.ones(t.size), -2 * 0.98 * np.cos(theta), np.full(t.size, 0.98**2)])
+    >>> y = iirssm.lfilter([1 - 0.98], a_tv, np.random.default_rng(1).standard_normal(t.size))
+    >>> y.shape
+    (1000,)
+    """
+    check_backend(None, b, a, x, zi)
+    x_in, template = _signal(x)
+    axis = _pandas.pandas_axis(template, axis)
+    dtype = compute_dtype(("b", b), ("a", a), ("x", x_in), ("zi", zi), promote_first=True)
+    b_arr = _coef_array(b, "b", dtype)
+    a_arr = _coef_array(a, "a", dtype)
+    x_arr = as_float_array(x_in, "x", dtype)
+    if x_arr.ndim == 0:
+        raise ValueError("x must have at least one dimension (time)")
+    axis = normalize_axis(axis, x_arr.ndim)
+    if x_arr.shape[axis] == 0:
+        raise ValueError(f"x has no samples along axis {axis} (shape {x_arr.shape})")
+    bn, an, K = _normalized(b_arr, a_arr, dtype)
+    frame = frame_of(x_arr, axis)
+    bw = coef_to_work(bn, frame, "b", dtype, lead=1)
+    aw = coef_to_work(np.broadcast_to(an, bn.shape), frame, "a", dtype, lead=1)
+    if bw.shape != aw.shape:
+        aw = np.ascontiguousarray(np.broadcast_to(aw, bw.shape))
+    Kw = bw.shape[0] - 1   # >= 1: a pure gain runs as order 1 with zero coefficients
+    P, L, Q = frame.plq
+    z0 = np.zeros((P, 1, Kw, Q), dtype=dtype)
+    if zi is not None:
+        zi_arr = as_float_array(zi, "zi", dtype)
+        if K == 0:
+            state_to_work(zi_arr, frame, "zi", dtype, size=0)  # shape check only
+        else:
+            z0[:, 0] = state_to_work(zi_arr, frame, "zi", dtype, size=K)
+    y, zf = _run_cascade(bw[None], aw[None], x_arr, frame, dtype, z0)
+    y = _pandas.rewrap(y, template)
+    if zi is None:
+        return y
+    return y, state_from_work(np.ascontiguousarray(zf[:, 0, :K]), frame)
+
+
+def lfilter_zi(b, a):
+    """Initial state for ``lfilter`` that gives the step response's steady state.
+
+    Scale by ``x[0]`` to start a filter at the value of the signal's first sample
+    (``scipy.signal.lfilter_zi``). Computed in closed form: with
+    ``y_ss = sum(b) / sum(a)``, ``zi[i] = sum_{j > i} (b[j] - a[j] * y_ss)``.
+
+    Parameters
+    ----------
+    b, a : array_like
+        Coefficients, 1-D, or ``(n_coef, *S)`` for a bank of filters.
+
+    Returns
+    -------
+    zi : ndarray
+        Shape ``(max(len(a), len(b)) - 1, *S)``.
+
+    Raises
+    ------
+    ValueError
+        ``a`` is all zeros.
+    numpy.linalg.LinAlgError
+        The filter has a pole at z = 1 (``sum(a) == 0``): no steady state exists.
+
+    Examples
+    --------
+    >>> import iirssm
+    >>> iirssm.lfilter_zi([0.5], [1.0, -0.5])
+    array([0.5])
+    """
+    b = _coef_array(b, "b")
+    a = _coef_array(a, "a")
+    if a.ndim == 1:
+        # scipy strips leading zeros of a here (not in lfilter)
+        nz = np.flatnonzero(a)
+        if nz.size == 0:
+            raise ValueError("There must be at least one nonzero `a` coefficient.")
+        a = a[nz[0]:]
+    dtype = np.result_type(b, a)
+    bn, an, K = _normalized(b, a, dtype)
+    sa = an.sum(axis=0)
+    if np.any(sa == 0):
+        raise np.linalg.LinAlgError(
+            "the filter has a pole at z = 1 (sum(a) == 0): its step response has no steady "
+            "state, so lfilter_zi is undefined")
+    y_ss = bn.sum(axis=0) / sa
+    terms = bn[1:K + 1] - an[1:K + 1] * y_ss
+    return np.cumsum(terms[::-1], axis=0)[::-1].copy()
+
+
+def lfiltic(b, a, y, x=None):
+    """Initial state for ``lfilter`` from past outputs and inputs (``scipy.signal.lfiltic``).
+
+    Parameters
+    ----------
+    b, a : array_like
+        1-D coefficients.
+    y : array_like
+        Past outputs, newest first: ``y[-1], y[-2], ...`` (missing ones are 0).
+    x : array_like, optional
+        Past inputs, newest first (missing ones are 0).
+
+    Returns
+    -------
+    zi : ndarray
+        Shape ``(max(len(a), len(b)) - 1,)``.
+
+    Examples
+    --------
+    >>> import numpy as np, scipy.signal
+    >>> import iirssm
+    >>> b, a = [1.0, 2.0, 3.0], [2.0, 0.5, 0.1]
+    >>> np.allclose(iirssm.lfiltic(b, a, [1.0, 2.0], [3.0, 4.0]),
+    ...             scipy.signal.lfiltic(b, a, [1.0, 2.0], [3.0, 4.0]))
+    True
+    """
+    b = _coef_array(b, "b")
+    a = _coef_array(a, "a")
+    if b.ndim != 1 or a.ndim != 1:
+        raise ValueError("lfiltic takes 1-D b and a")
+    yp = as_float_array(y, "y")
+    xp = np.zeros(0) if x is None else as_float_array(x, "x")
+    if yp.ndim != 1 or xp.ndim != 1:
+        raise ValueError("y and x must be 1-D (newest sample first)")
+    dtype = np.result_type(b, a, yp, xp, np.float64)
+    bn, an, K = _normalized(b, a, dtype)
+    if K == 0:
+        return np.zeros(0, dtype=dtype)
+    ypad = np.zeros(K, dtype=dtype)
+    xpad = np.zeros(K, dtype=dtype)
+    ypad[:min(K, yp.size)] = yp[:K]
+    xpad[:min(K, xp.size)] = xp[:K]
+    zi = np.zeros(K, dtype=dtype)
+    # z_i = sum_{j > i} (b_j x[i-j] - a_j y[i-j]), with x[-1] = xpad[0], x[-2] = xpad[1], ...
+    for i in range(K):
+        for j in range(i + 1, K + 1):
+            zi[i] += bn[j] * xpad[j - i - 1] - an[j] * ypad[j - i - 1]
+    return zi
+
+
+# ----------------------------------------------------------------------------- sosfilt
+
+def _sos_array(sos, dtype=None):
+    arr = as_float_array(sos, "sos", dtype)
+    if arr.ndim < 2 or arr.shape[1] != 6 or arr.shape[0] == 0:
+        raise ValueError(f"sos array must be shape (n_sections, 6) (or (n_sections, 6, *S) "
+                         f"for per-channel/time-varying sections); got {arr.shape}")
+    if not np.all(np.isfinite(arr)):
+        raise ValueError("sos contains non-finite coefficients (NaN or inf)")
+    if not np.all(arr[:, 3] == 1):
+        raise ValueError("sos[:, 3] should be all ones (each section normalised by a0)")
+    return arr
+
+
+def sosfilt(sos, x, axis=-1, zi=None):
+    """Filter data with cascaded second-order sections (``scipy.signal.sosfilt``).
+
+    Parameters
+    ----------
+    sos : array_like
+        ``(n_sections, 6)`` rows ``[b0, b1, b2, a0, a1, a2]`` with ``a0 == 1``; or,
+        as an extension, ``(n_sections, 6, *S)`` with ``S`` broadcasting against
+        ``x``: per-channel and/or time-varying sections.
+    x : array_like
+        The signal.
+    axis : int, optional
+        Time axis. Default -1.
+    zi : array_like, optional
+        Initial states, shape ``(n_sections, ..., 2, ...)``: ``x``'s shape with
+        ``axis`` of length 2, preceded by the section index.
+
+    Returns
+    -------
+    y : ndarray
+    zf : ndarray
+        Only when ``zi`` is given.
+
+    Examples
+    --------
+    >>> import numpy as np, scipy.signal
+    >>> import iirssm
+    >>> sos = scipy.signal.butter(6, 0.1, output="sos")
+    >>> x = np.random.default_rng(0).standard_normal((3, 500))
+    >>> np.allclose(iirssm.sosfilt(sos, x), scipy.signal.sosfilt(sos, x))
+    True
+    """
+    check_backend(None, sos, x, zi)
+    x_in, template = _signal(x)
+    axis = _pandas.pandas_axis(template, axis)
+    dtype = compute_dtype(("sos", sos), ("x", x_in), ("zi", zi), promote_first=True)
+    sos_arr = _sos_array(sos, dtype)
+    x_arr = as_float_array(x_in, "x", dtype)
+    if x_arr.ndim == 0:
+        raise ValueError("x must have at least one dimension (time)")
+    axis = normalize_axis(axis, x_arr.ndim)
+    if x_arr.shape[axis] == 0:
+        raise ValueError(f"x has no samples along axis {axis} (shape {x_arr.shape})")
+    ns = sos_arr.shape[0]
+    frame = frame_of(x_arr, axis)
+    bw = coef_to_work(sos_arr[:, :3], frame, "sos", dtype, lead=2)
+    aw = coef_to_work(sos_arr[:, 3:], frame, "sos", dtype, lead=2)
+    if bw.shape != aw.shape:
+        shape = np.broadcast_shapes(bw.shape, aw.shape)
+        bw = np.ascontiguousarray(np.broadcast_to(bw, shape))
+        aw = np.ascontiguousarray(np.broadcast_to(aw, shape))
+    P, L, Q = frame.plq
+    z0 = np.zeros((P, ns, 2, Q), dtype=dtype)
+    if zi is not None:
+        zi_arr = as_float_array(zi, "zi", dtype)
+        if zi_arr.ndim < 1 or zi_arr.shape[0] != ns:
+            raise ValueError(f"zi must have shape (n_sections={ns}, ...) with the signal's shape "
+                             f"(axis {axis} of length 2) after it; got {zi_arr.shape}")
+        for s in range(ns):
+            z0[:, s] = state_to_work(zi_arr[s], frame, f"zi[{s}]", dtype, size=2)
+    y, zf = _run_cascade(bw, aw, x_arr, frame, dtype, z0)
+    y = _pandas.rewrap(y, template)
+    if zi is None:
+        return y
+    return y, np.stack([state_from_work(np.ascontiguousarray(zf[:, s]), frame)
+                        for s in range(ns)])
+
+
+def sosfilt_zi(sos):
+    """Initial states for ``sosfilt`` giving the step response's steady state.
+
+    Each section's ``lfilter_zi`` scaled by the DC gain of the sections before it
+    (``scipy.signal.sosfilt_zi``).
+
+    Returns
+    -------
+    zi : ndarray
+        Shape ``(n_sections, 2)`` (or ``(n_sections, 2, *S)`` for an N-D ``sos``).
+
+    Examples
+    --------
+    >>> import numpy as np, scipy.signal
+    >>> import iirssm
+    >>> sos = scipy.signal.butter(4, 0.2, output="sos")
+    >>> np.allclose(iirssm.sosfilt_zi(sos), scipy.signal.sosfilt_zi(sos))
+    True
+    """
+    sos = _sos_array(sos)
+    zi = np.empty((sos.shape[0], 2) + sos.shape[2:], dtype=np.result_type(sos, np.float64))
+    scale = 1.0
+    for s in range(sos.shape[0]):
+        b, a = sos[s, :3], sos[s, 3:]
+        zi[s] = scale * lfilter_zi(b, a)
+        scale = scale * b.sum(axis=0) / a.sum(axis=0)
+    return zi
+
+
+# ----------------------------------------------------------------------------- filtfilt
+
+def _ext(x, n, axis, padtype):
+    """Extend ``x`` by ``n`` samples at both ends along ``axis`` (odd, even or constant)."""
+    if n == 0 or padtype is None:
+        return x
+    first = np.take(x, [0], axis=axis)
+    last = np.take(x, [-1], axis=axis)
+    left = np.take(x, np.arange(n, 0, -1), axis=axis)
+    right = np.take(x, np.arange(-2, -n - 2, -1), axis=axis)
+    if padtype == "odd":
+        left, right = 2 * first - left, 2 * last - right
+    elif padtype == "constant":
+        left = np.repeat(first, n, axis=axis)
+        right = np.repeat(last, n, axis=axis)
+    return np.concatenate([left, x, right], axis=axis)
+
+
+def _pad(x, axis, padtype, padlen, ntaps):
+    if padtype not in ("even", "odd", "constant", None):
+        raise ValueError(f"Unknown value '{padtype}' given to padtype. padtype must be 'even', "
+                         "'odd', 'constant', or None.")
+    if padtype is None:
+        padlen = 0
+    edge = 3 * ntaps if padlen is None else padlen
+    if isinstance(edge, bool) or not isinstance(edge, (int, np.integer)) or edge < 0:
+        raise ValueError(f"padlen must be a non-negative integer; got {padlen!r}")
+    if x.shape[axis] <= edge:
+        raise ValueError("The length of the input vector x must be greater than padlen, "
+                         f"which is {edge}.")
+    return int(edge), _ext(x, int(edge), axis, padtype)
+
+
+def _state_for(zi_k, x_shape, axis):
+    """Arrange a ``(K, *S)`` steady state as an ``lfilter`` zi: the signal's shape, axis -> K."""
+    K = zi_k.shape[0]
+    ndim = len(x_shape)
+    tail = zi_k.shape[1:]
+    z = zi_k.reshape((K,) + (1,) * (ndim - len(tail)) + tail)
+    # the coefficients are constant in time, so S has length 1 on axis: K takes its place
+    return np.squeeze(np.moveaxis(z, 0, axis), axis=axis + 1)
+
+
+def _no_time_variation(c, x_shape, axis, name, lead):
+    tail = np.asarray(c).shape[lead:]
+    full = (1,) * (len(x_shape) - len(tail)) + tail
+    if len(full) == len(x_shape) and full[axis] != 1:
+        raise ValueError(f"{name} varies in time: forward-backward filtering pads the signal, "
+                         "so it needs coefficients that are constant in time (per channel is fine)")
+
+
+def filtfilt(b, a, x, axis=-1, padtype="odd", padlen=None, method="pad", irlen=None):
+    """Zero-phase forward-backward filtering (``scipy.signal.filtfilt``).
+
+    Parameters
+    ----------
+    b, a : array_like
+        Coefficients, 1-D or per channel ``(n_coef, *S)`` (not time-varying).
+    x : array_like
+        The signal.
+    axis : int, optional
+    padtype : {'odd', 'even', 'constant', None}, optional
+    padlen : int, optional
+        Default ``3 * max(len(a), len(b))``; requires ``x.shape[axis] > padlen``.
+    method : {'pad', 'gust'}, optional
+        ``'gust'`` chooses the initial states by Gustafsson's method so that
+        forward-backward equals backward-forward filtering.
+    irlen : int, optional
+        With ``'gust'``: the length of the impulse response to consider.
+
+    Returns
+    -------
+    y : ndarray
+
+    Examples
+    --------
+    >>> import numpy as np, scipy.signal
+    >>> import iirssm
+    >>> b, a = scipy.signal.butter(3, 0.1)
+    >>> x = np.random.default_rng(0).standard_normal((2, 300))
+    >>> np.allclose(iirssm.filtfilt(b, a, x), scipy.signal.filtfilt(b, a, x))
+    True
+    """
+    if method not in ("pad", "gust"):
+        raise ValueError(f"method must be 'pad' or 'gust'; got {method!r}")
+    x_in, template = _signal(x)
+    axis = _pandas.pandas_axis(template, axis)
+    dtype = compute_dtype(("b", b), ("a", a), ("x", x_in), promote_first=True)
+    b_arr = _coef_array(b, "b", dtype)
+    a_arr = _coef_array(a, "a", dtype)
+    x_arr = as_float_array(x_in, "x", dtype)
+    if x_arr.ndim == 0:
+        raise ValueError("x must have at least one dimension (time)")
+    axis = normalize_axis(axis, x_arr.ndim)
+    _no_time_variation(b_arr, x_arr.shape, axis, "b", 1)
+    _no_time_variation(a_arr, x_arr.shape, axis, "a", 1)
+    if method == "gust":
+        from ._gust import filtfilt_gust
+        y = filtfilt_gust(b_arr, a_arr, x_arr, axis, irlen, lfilter)
+        return _pandas.rewrap(y, template)
+    ntaps = max(b_arr.shape[0], a_arr.shape[0])
+    edge, ext = _pad(x_arr, axis, padtype, padlen, ntaps)
+    zi = _state_for(lfilter_zi(b_arr, a_arr), x_arr.shape, axis).astype(dtype)
+    x0 = np.take(ext, [0], axis=axis)
+    y, _ = lfilter(b_arr, a_arr, ext, axis=axis, zi=zi * x0)
+    y0 = np.take(y, [-1], axis=axis)
+    y, _ = lfilter(b_arr, a_arr, np.flip(y, axis=axis), axis=axis, zi=zi * y0)
+    y = np.flip(y, axis=axis)
+    if edge > 0:
+        y = np.take(y, np.arange(edge, y.shape[axis] - edge), axis=axis)
+    return _pandas.rewrap(np.ascontiguousarray(y) if y.ndim == 1 else y.copy(), template)
+
+
+def sosfiltfilt(sos, x, axis=-1, padtype="odd", padlen=None):
+    """Zero-phase forward-backward filtering with second-order sections (``scipy.signal.sosfiltfilt``).
+
+    Default ``padlen`` is scipy's: ``3 * (2 * n_sections + 1 - min(#(sos[:, 2] == 0),
+    #(sos[:, 5] == 0)))``.
+
+    Examples
+    --------
+    >>> import numpy as np, scipy.signal
+    >>> import iirssm
+    >>> sos = scipy.signal.butter(4, 0.1, output="sos")
+    >>> x = np.random.default_rng(0).standard_normal(400)
+    >>> np.allclose(iirssm.sosfiltfilt(sos, x), scipy.signal.sosfiltfilt(sos, x))
+    True
+    """
+    x_in, template = _signal(x)
+    axis = _pandas.pandas_axis(template, axis)
+    dtype = compute_dtype(("sos", sos), ("x", x_in), promote_first=True)
+    sos_arr = _sos_array(sos, dtype)
+    x_arr = as_float_array(x_in, "x", dtype)
+    if x_arr.ndim == 0:
+        raise ValueError("x must have at least one dimension (time)")
+    axis = normalize_axis(axis, x_arr.ndim)
+    _no_time_variation(sos_arr, x_arr.shape, axis, "sos", 2)
+    ns = sos_arr.shape[0]
+    zeros_b = (sos_arr[:, 2] == 0).reshape(ns, -1).all(axis=1).sum()
+    zeros_a = (sos_arr[:, 5] == 0).reshape(ns, -1).all(axis=1).sum()
+    ntaps = 2 * ns + 1 - min(int(zeros_b), int(zeros_a))
+    edge, ext = _pad(x_arr, axis, padtype, padlen, ntaps)
+    zi_s = sosfilt_zi(sos_arr)                       # (ns, 2, *S)
+    zi = np.stack([_state_for(zi_s[s], x_arr.shape, axis) for s in range(ns)]).astype(dtype)
+    x0 = np.take(ext, [0], axis=axis)
+    y, _ = sosfilt(sos_arr, ext, axis=axis, zi=zi * x0)
+    y0 = np.take(y, [-1], axis=axis)
+    y, _ = sosfilt(sos_arr, np.flip(y, axis=axis), axis=axis, zi=zi * y0)
+    y = np.flip(y, axis=axis)
+    if edge > 0:
+        y = np.take(y, np.arange(edge, y.shape[axis] - edge), axis=axis)
+    return _pandas.rewrap(y.copy(), template)
