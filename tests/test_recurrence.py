@@ -291,3 +291,26 @@ def test_thread_count_independence(rng, shape, axis):
     # Work is split over signals or fixed pieces of time, never by thread count:
     # results are identical, not merely close.
     assert np.array_equal(one, many)
+
+
+# ----------------------------------------------------------------- planning
+
+@pytest.mark.parametrize("P,Q,threads,expected", [
+    (1, 64, 2, 16),      # 64 channels, 2 threads: 4 jobs of 16
+    (1, 1000, 2, 256),   # capped at 256 (the state stays in L1)
+    (1, 3, 2, 8),        # at least one SIMD vector
+    (64, 64, 2, 64),     # many outer rows already give enough jobs
+    (1, 64, 1, 32),
+])
+def test_col_block(P, Q, threads, expected, monkeypatch):
+    from iirssm._cpu import scan
+    monkeypatch.setattr(scan.numba, "get_num_threads", lambda: threads)
+    assert scan.col_block(P, Q) == expected
+
+
+def test_kernel_pick_serial_for_small_work():
+    from iirssm._cpu._jit import PARALLEL_MIN_SAMPLES
+    from iirssm._cpu.recurrence import scan_rows
+    assert scan_rows.pick(PARALLEL_MIN_SAMPLES - 1) is scan_rows.serial
+    if numba.get_num_threads() > 1:
+        assert scan_rows.pick(PARALLEL_MIN_SAMPLES) is scan_rows.parallel

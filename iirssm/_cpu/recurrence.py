@@ -31,10 +31,7 @@ import numpy as np
 
 from ._jit import LANES, kernel, prange
 
-__all__ = ["scan_rows", "scan_cols", "scan_rows_chunked", "COL_BLOCK"]
-
-#: channels per job in the time-major kernel (state of 256 values stays in L1).
-COL_BLOCK = 256
+__all__ = ["scan_rows", "scan_cols", "scan_rows_chunked"]
 
 
 @kernel
@@ -77,28 +74,46 @@ def scan_rows(c, x, h0, out, ema, reverse):
 
 
 @kernel
-def scan_cols(c, x, h0, out, ema, reverse):
-    """Scan time-major ``(P, L, Q)``. ``c``: ``(Pc, Lc, Qc)``; ``h0``: ``(P, Q)``; returns final states."""
+def scan_cols(c, x, h0, out, ema, reverse, qb):
+    """Scan time-major ``(P, L, Q)`` in blocks of ``qb`` channels.
+
+    ``c``: ``(Pc, Lc, Qc)``; ``h0``: ``(P, Q)``; returns final states ``(P, Q)``.
+    Per job, the block's coefficients are gathered into a contiguous row (once,
+    or once per sample when they vary in time), so the inner loop over channels
+    is a plain contiguous loop that LLVM vectorises. The block size only decides
+    how channels are shared among threads; it does not change any result.
+    """
     P, L, Q = x.shape
     cp = 1 if c.shape[0] > 1 else 0
     ct = 1 if c.shape[1] > 1 else 0
     cq = 1 if c.shape[2] > 1 else 0
     hf = np.empty_like(h0)
-    nqb = (Q + COL_BLOCK - 1) // COL_BLOCK
+    nqb = (Q + qb - 1) // qb
     for job in prange(P * nqb):
         p = job // nqb
-        q0 = (job % nqb) * COL_BLOCK
-        m = min(COL_BLOCK, Q - q0)
+        q0 = (job % nqb) * qb
+        m = min(qb, Q - q0)
         h = h0[p, q0:q0 + m].copy()
+        cr = np.empty(m, dtype=c.dtype)
+        for j in range(m):
+            cr[j] = c[p * cp, 0, (q0 + j) * cq]
         for i in range(L):
             t = L - 1 - i if reverse else i
-            for j in range(m):
-                cv = c[p * cp, t * ct, (q0 + j) * cq]
-                if ema:
-                    h[j] = h[j] + cv * (x[p, t, q0 + j] - h[j])
-                else:
-                    h[j] = cv * h[j] + x[p, t, q0 + j]
-                out[p, t, q0 + j] = h[j]
+            if ct == 1:
+                for j in range(m):
+                    cr[j] = c[p * cp, t, (q0 + j) * cq]
+            xr = x[p, t, q0:q0 + m]
+            orow = out[p, t, q0:q0 + m]
+            if ema:
+                for j in range(m):
+                    hj = h[j] + cr[j] * (xr[j] - h[j])
+                    h[j] = hj
+                    orow[j] = hj
+            else:
+                for j in range(m):
+                    hj = cr[j] * h[j] + xr[j]
+                    h[j] = hj
+                    orow[j] = hj
         for j in range(m):
             hf[p, q0 + j] = h[j]
     return hf
@@ -114,48 +129,54 @@ def scan_rows_chunked(c, x, h0, out, ema, reverse, n_chunks):
     cp = 1 if c.shape[0] > 1 else 0
     ct = 1 if c.shape[1] > 1 else 0
     lc = L // n_chunks              # piece length; the last piece also takes the remainder
-    rem = L - lc * n_chunks
     tiles = n_chunks // LANES
+    step = -1 if reverse else 1
     hloc = np.zeros((P, n_chunks), dtype=h0.dtype)   # each piece's end state from zero
     gprod = np.ones((P, n_chunks), dtype=h0.dtype)   # each piece's product of decays
-    # pass 1: local scans, LANES pieces advanced together
+    carry = np.zeros((P, n_chunks), dtype=h0.dtype)  # the state entering each piece
+    hf = np.empty_like(h0)
+    # pass 1: local scans from zero state, LANES pieces advanced together
     for job in prange(P * tiles):
         p = job // tiles
         k0 = (job % tiles) * LANES
         h = np.zeros(LANES, dtype=h0.dtype)
         g = np.ones(LANES, dtype=h0.dtype)
+        base = np.empty(LANES, dtype=np.int64)
+        for k in range(LANES):
+            base[k] = L - 1 - (k0 + k) * lc if reverse else (k0 + k) * lc
         if k0 == 0:
             h[0] = h0[p]            # the first piece starts from the true initial state
+        xp = x[p]
+        op = out[p]
+        cpp = c[p * cp]
         for i in range(lc):
             for k in range(LANES):
-                s = (k0 + k) * lc + i                  # position in scan order
-                t = L - 1 - s if reverse else s
-                cv = c[p * cp, t * ct]
+                t = base[k] + step * i
+                cv = cpp[t * ct]
                 if ema:
-                    h[k] = h[k] + cv * (x[p, t] - h[k])
+                    hk = h[k] + cv * (xp[t] - h[k])
                     g[k] = g[k] * (1 - cv)
                 else:
-                    h[k] = cv * h[k] + x[p, t]
+                    hk = cv * h[k] + xp[t]
                     g[k] = g[k] * cv
-                out[p, t] = h[k]
+                h[k] = hk
+                op[t] = hk
         if k0 + LANES == n_chunks:
             k = LANES - 1                               # the last piece takes the remainder
             for s in range(n_chunks * lc, L):
                 t = L - 1 - s if reverse else s
-                cv = c[p * cp, t * ct]
+                cv = cpp[t * ct]
                 if ema:
-                    h[k] = h[k] + cv * (x[p, t] - h[k])
+                    h[k] = h[k] + cv * (xp[t] - h[k])
                     g[k] = g[k] * (1 - cv)
                 else:
-                    h[k] = cv * h[k] + x[p, t]
+                    h[k] = cv * h[k] + xp[t]
                     g[k] = g[k] * cv
-                out[p, t] = h[k]
+                op[t] = h[k]
         for k in range(LANES):
             hloc[p, k0 + k] = h[k]
             gprod[p, k0 + k] = g[k]
-    # carries: the state entering each piece (serial over pieces, cheap)
-    carry = np.zeros((P, n_chunks), dtype=h0.dtype)
-    hf = np.empty_like(h0)
+    # carries between pieces: serial over the pieces of a row (n_chunks steps)
     for p in range(P):
         hin = hloc[p, 0]                        # piece 0 already includes h0
         for k in range(1, n_chunks):
@@ -167,27 +188,24 @@ def scan_rows_chunked(c, x, h0, out, ema, reverse, n_chunks):
         p = job // tiles
         k0 = (job % tiles) * LANES
         g = np.empty(LANES, dtype=h0.dtype)
+        base = np.empty(LANES, dtype=np.int64)
         for k in range(LANES):
             g[k] = carry[p, k0 + k]
+            base[k] = L - 1 - (k0 + k) * lc if reverse else (k0 + k) * lc
+        op = out[p]
+        cpp = c[p * cp]
         for i in range(lc):
             for k in range(LANES):
-                s = (k0 + k) * lc + i
-                t = L - 1 - s if reverse else s
-                cv = c[p * cp, t * ct]
-                if ema:
-                    g[k] = g[k] * (1 - cv)
-                else:
-                    g[k] = g[k] * cv
-                if k0 + k > 0:
-                    out[p, t] = out[p, t] + g[k]
+                t = base[k] + step * i
+                cv = cpp[t * ct]
+                gk = g[k] * (1 - cv) if ema else g[k] * cv
+                g[k] = gk
+                op[t] = op[t] + gk          # piece 0 has carry 0: adds zeros
         if k0 + LANES == n_chunks and n_chunks > 1:
             k = LANES - 1
             for s in range(n_chunks * lc, L):
                 t = L - 1 - s if reverse else s
-                cv = c[p * cp, t * ct]
-                if ema:
-                    g[k] = g[k] * (1 - cv)
-                else:
-                    g[k] = g[k] * cv
-                out[p, t] = out[p, t] + g[k]
+                cv = cpp[t * ct]
+                g[k] = g[k] * (1 - cv) if ema else g[k] * cv
+                op[t] = op[t] + g[k]
     return hf

@@ -1,5 +1,6 @@
 """Choose and run the recurrence kernel for a ``(P, L, Q)`` work array."""
 
+import numba
 import numpy as np
 
 from ._jit import LANES
@@ -34,4 +35,20 @@ def run_scan(c3: np.ndarray, x3: np.ndarray, h0: np.ndarray, out3: np.ndarray,
         else:
             hf = scan_rows.pick(P * L)(c2, x2, h1, o2, ema, reverse)
         return hf.reshape(P, 1)
-    return scan_cols.pick(P * L * Q)(c3, x3, np.ascontiguousarray(h0), out3, ema, reverse)
+    return scan_cols.pick(P * L * Q)(c3, x3, np.ascontiguousarray(h0), out3, ema, reverse,
+                                     col_block(P, Q))
+
+
+def col_block(P: int, Q: int) -> int:
+    """Channels per job in the time-major kernels.
+
+    At most 256 (the state stays in L1), a multiple of 8 (whole SIMD vectors),
+    and small enough that there are at least two jobs per thread when the
+    channels allow it. Channels are independent, so this choice never changes
+    a result, only how the work is shared.
+    """
+    jobs_wanted = 2 * numba.get_num_threads()
+    per_p = -(-jobs_wanted // max(P, 1))
+    qb = -(-Q // per_p)
+    qb = -(-qb // 8) * 8
+    return int(min(256, max(8, qb)))
