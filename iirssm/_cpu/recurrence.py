@@ -102,18 +102,16 @@ def scan_cols(c, x, h0, out, ema, reverse, qb):
             if ct == 1:
                 for j in range(m):
                     cr[j] = c[p * cp, t, (q0 + j) * cq]
-            xr = x[p, t, q0:q0 + m]
-            orow = out[p, t, q0:q0 + m]
             if ema:
                 for j in range(m):
-                    hj = h[j] + cr[j] * (xr[j] - h[j])
+                    hj = h[j] + cr[j] * (x[p, t, q0 + j] - h[j])
                     h[j] = hj
-                    orow[j] = hj
+                    out[p, t, q0 + j] = hj
             else:
                 for j in range(m):
-                    hj = cr[j] * h[j] + xr[j]
+                    hj = cr[j] * h[j] + x[p, t, q0 + j]
                     h[j] = hj
-                    orow[j] = hj
+                    out[p, t, q0 + j] = hj
         for j in range(m):
             hf[p, q0 + j] = h[j]
     return hf
@@ -123,6 +121,12 @@ def scan_cols(c, x, h0, out, ema, reverse, qb):
 def scan_rows_chunked(c, x, h0, out, ema, reverse, n_chunks):
     """Scan a few long ``(P, L)`` rows in ``n_chunks`` pieces per row (a multiple of ``LANES``).
 
+    Reduce, then scan: pass 1 runs every piece from zero state without writing
+    anything (its end state and the product of its decays); the carries between
+    pieces are combined serially (``n_chunks`` steps per row); pass 2 runs every
+    piece again from its true entering state and writes the output. That reads
+    the input twice and writes the output once (24 bytes per float64 sample),
+    with ``LANES`` pieces advanced together in both passes.
     Requires ``L >= n_chunks``. Returns final states like :func:`scan_rows`.
     """
     P, L = x.shape
@@ -135,77 +139,55 @@ def scan_rows_chunked(c, x, h0, out, ema, reverse, n_chunks):
     gprod = np.ones((P, n_chunks), dtype=h0.dtype)   # each piece's product of decays
     carry = np.zeros((P, n_chunks), dtype=h0.dtype)  # the state entering each piece
     hf = np.empty_like(h0)
-    # pass 1: local scans from zero state, LANES pieces advanced together
-    for job in prange(P * tiles):
-        p = job // tiles
-        k0 = (job % tiles) * LANES
-        h = np.zeros(LANES, dtype=h0.dtype)
-        g = np.ones(LANES, dtype=h0.dtype)
-        base = np.empty(LANES, dtype=np.int64)
-        for k in range(LANES):
-            base[k] = L - 1 - (k0 + k) * lc if reverse else (k0 + k) * lc
-        if k0 == 0:
-            h[0] = h0[p]            # the first piece starts from the true initial state
-        xp = x[p]
-        op = out[p]
-        cpp = c[p * cp]
-        for i in range(lc):
+    for phase in range(2):
+        for job in prange(P * tiles):
+            p = job // tiles
+            k0 = (job % tiles) * LANES
+            h = np.zeros(LANES, dtype=h0.dtype)
+            g = np.ones(LANES, dtype=h0.dtype)
+            base = np.empty(LANES, dtype=np.int64)
             for k in range(LANES):
-                t = base[k] + step * i
-                cv = cpp[t * ct]
-                if ema:
-                    hk = h[k] + cv * (xp[t] - h[k])
-                    g[k] = g[k] * (1 - cv)
-                else:
-                    hk = cv * h[k] + xp[t]
-                    g[k] = g[k] * cv
-                h[k] = hk
-                op[t] = hk
-        if k0 + LANES == n_chunks:
-            k = LANES - 1                               # the last piece takes the remainder
-            for s in range(n_chunks * lc, L):
-                t = L - 1 - s if reverse else s
-                cv = cpp[t * ct]
-                if ema:
-                    h[k] = h[k] + cv * (xp[t] - h[k])
-                    g[k] = g[k] * (1 - cv)
-                else:
-                    h[k] = cv * h[k] + xp[t]
-                    g[k] = g[k] * cv
-                op[t] = h[k]
-        for k in range(LANES):
-            hloc[p, k0 + k] = h[k]
-            gprod[p, k0 + k] = g[k]
-    # carries between pieces: serial over the pieces of a row (n_chunks steps)
-    for p in range(P):
-        hin = hloc[p, 0]                        # piece 0 already includes h0
-        for k in range(1, n_chunks):
-            carry[p, k] = hin
-            hin = gprod[p, k] * hin + hloc[p, k]
-        hf[p] = hin
-    # pass 2: add carry * running product of decays to every piece but the first
-    for job in prange(P * tiles):
-        p = job // tiles
-        k0 = (job % tiles) * LANES
-        g = np.empty(LANES, dtype=h0.dtype)
-        base = np.empty(LANES, dtype=np.int64)
-        for k in range(LANES):
-            g[k] = carry[p, k0 + k]
-            base[k] = L - 1 - (k0 + k) * lc if reverse else (k0 + k) * lc
-        op = out[p]
-        cpp = c[p * cp]
-        for i in range(lc):
-            for k in range(LANES):
-                t = base[k] + step * i
-                cv = cpp[t * ct]
-                gk = g[k] * (1 - cv) if ema else g[k] * cv
-                g[k] = gk
-                op[t] = op[t] + gk          # piece 0 has carry 0: adds zeros
-        if k0 + LANES == n_chunks and n_chunks > 1:
-            k = LANES - 1
-            for s in range(n_chunks * lc, L):
-                t = L - 1 - s if reverse else s
-                cv = cpp[t * ct]
-                g[k] = g[k] * (1 - cv) if ema else g[k] * cv
-                op[t] = op[t] + g[k]
+                base[k] = L - 1 - (k0 + k) * lc if reverse else (k0 + k) * lc
+                if phase == 1:
+                    h[k] = carry[p, k0 + k]
+            if k0 == 0:
+                h[0] = h0[p]            # the first piece starts from the true initial state
+            for i in range(lc):
+                for k in range(LANES):
+                    t = base[k] + step * i
+                    cv = c[p * cp, t * ct]
+                    if ema:
+                        h[k] = h[k] + cv * (x[p, t] - h[k])
+                    else:
+                        h[k] = cv * h[k] + x[p, t]
+                    if phase == 0:
+                        g[k] = g[k] * (1 - cv) if ema else g[k] * cv
+                    else:
+                        out[p, t] = h[k]
+            if k0 + LANES == n_chunks:
+                k = LANES - 1                           # the last piece takes the remainder
+                for s in range(n_chunks * lc, L):
+                    t = L - 1 - s if reverse else s
+                    cv = c[p * cp, t * ct]
+                    if ema:
+                        h[k] = h[k] + cv * (x[p, t] - h[k])
+                    else:
+                        h[k] = cv * h[k] + x[p, t]
+                    if phase == 0:
+                        g[k] = g[k] * (1 - cv) if ema else g[k] * cv
+                    else:
+                        out[p, t] = h[k]
+            if phase == 0:
+                for k in range(LANES):
+                    hloc[p, k0 + k] = h[k]
+                    gprod[p, k0 + k] = g[k]
+            elif k0 + LANES == n_chunks:
+                hf[p] = h[LANES - 1]    # the final state is the last output, exactly
+        if phase == 0:
+            # carries between pieces: serial over the pieces of a row
+            for p in range(P):
+                hin = hloc[p, 0]                        # piece 0 already includes h0
+                for k in range(1, n_chunks):
+                    carry[p, k] = hin
+                    hin = gprod[p, k] * hin + hloc[p, k]
     return hf
