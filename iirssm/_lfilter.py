@@ -26,6 +26,7 @@ from ._arraytools import (check_no_overlap, coef_to_work, finish_output, frame_o
                           state_to_work, state_from_work, to_work)
 from ._backend import check_backend
 from ._cpu.iir import df2t_cols, df2t_rows
+from ._cpu.scan import col_block
 from ._validation import as_float_array, compute_dtype, normalize_axis
 
 __all__ = ["lfilter", "lfilter_zi", "lfiltic", "filtfilt", "sosfilt", "sosfilt_zi",
@@ -66,7 +67,8 @@ def _run_cascade(bw, aw, x_arr, frame, dtype, z0):
         zf = zf[..., None]
     else:
         kern = df2t_cols.pick(n)
-        zf = kern(bw, aw, x3, np.ascontiguousarray(z0.transpose(0, 3, 1, 2)), out3)
+        zf = kern(bw, aw, x3, np.ascontiguousarray(z0.transpose(0, 3, 1, 2)), out3,
+                  col_block(P, Q))
         zf = zf.transpose(0, 2, 3, 1)
     return finish_output(out_nd, out3, frame), zf
 

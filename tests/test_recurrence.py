@@ -296,11 +296,12 @@ def test_thread_count_independence(rng, shape, axis):
 # ----------------------------------------------------------------- planning
 
 @pytest.mark.parametrize("P,Q,threads,expected", [
-    (1, 64, 2, 16),      # 64 channels, 2 threads: 4 jobs of 16
+    (1, 64, 2, 32),      # 64 channels, 2 threads: 2 jobs of 32
     (1, 1000, 2, 256),   # capped at 256 (the state stays in L1)
-    (1, 3, 2, 8),        # at least one SIMD vector
+    (1, 3, 2, 32),       # at least one full vectorised iteration
     (64, 64, 2, 64),     # many outer rows already give enough jobs
-    (1, 64, 1, 32),
+    (1, 64, 1, 64),
+    (1, 100, 4, 32),
 ])
 def test_col_block(P, Q, threads, expected, monkeypatch):
     from iirssm._cpu import scan

@@ -94,42 +94,53 @@ def df2t_rows(bc, ac, x, z0, out):
 
 
 @kernel(fma=True)
-def df2t_cols(bc, ac, x, z0, out):
-    """Filter time-major ``(P, L, Q)`` through the cascade; returns final states ``(P, Q, S, K)``."""
+def df2t_cols(bc, ac, x, z0, out, qb):
+    """Filter time-major ``(P, L, Q)`` through the cascade in blocks of ``qb`` channels.
+
+    Returns the final states ``(P, Q, S, K)``. The innermost loops run over the
+    block's contiguous channels, with the block's coefficients gathered into
+    ``(S, K+1, qb)`` arrays (once, or once per sample when they vary in time).
+    """
     P, L, Q = x.shape
     S = bc.shape[0]
     K = bc.shape[1] - 1
     cp = 1 if bc.shape[2] > 1 else 0
     ct = 1 if bc.shape[3] > 1 else 0
     cq = 1 if bc.shape[4] > 1 else 0
-    QB = 64
     zf = np.empty_like(z0)
-    nqb = (Q + QB - 1) // QB
+    nqb = (Q + qb - 1) // qb
     for job in prange(P * nqb):
         p = job // nqb
-        q0 = (job % nqb) * QB
-        m = min(QB, Q - q0)
-        z = np.zeros((S, K, QB), dtype=z0.dtype)
+        q0 = (job % nqb) * qb
+        m = min(qb, Q - q0)
+        z = np.zeros((S, K, m), dtype=z0.dtype)
+        bl = np.zeros((S, K + 1, m), dtype=bc.dtype)
+        al = np.zeros((S, K + 1, m), dtype=bc.dtype)
+        v = np.zeros(m, dtype=out.dtype)
+        y = np.zeros(m, dtype=out.dtype)
         for j in range(m):
             for s in range(S):
                 for i in range(K):
                     z[s, i, j] = z0[p, q0 + j, s, i]
-        v = np.zeros(QB, dtype=out.dtype)
         for t in range(L):
+            if t == 0 or ct == 1:
+                for s in range(S):
+                    for i in range(K + 1):
+                        for j in range(m):
+                            bl[s, i, j] = bc[s, i, p * cp, t * ct, (q0 + j) * cq]
+                            al[s, i, j] = ac[s, i, p * cp, t * ct, (q0 + j) * cq]
             for j in range(m):
                 v[j] = x[p, t, q0 + j]
             for s in range(S):
                 for j in range(m):
-                    pc = p * cp
-                    tc = t * ct
-                    qc = (q0 + j) * cq
-                    xv = v[j]
-                    yv = bc[s, 0, pc, tc, qc] * xv + z[s, 0, j]
-                    for i in range(K - 1):
-                        z[s, i, j] = bc[s, i + 1, pc, tc, qc] * xv \
-                            - ac[s, i + 1, pc, tc, qc] * yv + z[s, i + 1, j]
-                    z[s, K - 1, j] = bc[s, K, pc, tc, qc] * xv - ac[s, K, pc, tc, qc] * yv
-                    v[j] = yv
+                    y[j] = bl[s, 0, j] * v[j] + z[s, 0, j]
+                for i in range(K - 1):
+                    for j in range(m):
+                        z[s, i, j] = bl[s, i + 1, j] * v[j] - al[s, i + 1, j] * y[j] \
+                            + z[s, i + 1, j]
+                for j in range(m):
+                    z[s, K - 1, j] = bl[s, K, j] * v[j] - al[s, K, j] * y[j]
+                    v[j] = y[j]
             for j in range(m):
                 out[p, t, q0 + j] = v[j]
         for j in range(m):
