@@ -102,16 +102,20 @@ def scan_cols(c, x, h0, out, ema, reverse, qb):
             if ct == 1:
                 for j in range(m):
                     cr[j] = c[p * cp, t, (q0 + j) * cq]
+            # Row views cost two reference-count updates per sample, but the loops
+            # over them run ~3x faster than with 3-D (or flat) indexing (measured).
+            xr = x[p, t, q0:q0 + m]
+            orow = out[p, t, q0:q0 + m]
             if ema:
                 for j in range(m):
-                    hj = h[j] + cr[j] * (x[p, t, q0 + j] - h[j])
+                    hj = h[j] + cr[j] * (xr[j] - h[j])
                     h[j] = hj
-                    out[p, t, q0 + j] = hj
+                    orow[j] = hj
             else:
                 for j in range(m):
-                    hj = cr[j] * h[j] + x[p, t, q0 + j]
+                    hj = cr[j] * h[j] + xr[j]
                     h[j] = hj
-                    out[p, t, q0 + j] = hj
+                    orow[j] = hj
         for j in range(m):
             hf[p, q0 + j] = h[j]
     return hf
