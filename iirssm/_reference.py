@@ -170,3 +170,167 @@ def sosfilt(sos, x, zi=None):
         y, z = lfilter(sos[s, :3], sos[s, 3:], y, None if zi is None else zi[s])
         zf.append(z)
     return y, np.array(zf)
+
+
+def diagonal_ssm(poles, B, C, D, u, zi=None, k=None):
+    """A bank of diagonal state-space systems, mode by mode and sample by sample.
+
+    Time is the last axis of ``u``. ``poles``, ``B``, ``C`` are ``(..., N)`` and ``D``
+    is ``(...)``, broadcasting against ``u.shape[:-1]``; ``zi`` is the modal state
+    ``(..., N)`` (default 0); ``k`` holds extra FIR terms ``(..., K)`` at delays
+    1..K (inputs before t = 0 are 0)::
+
+        h_n[t] = p_n h_n[t-1] + B_n u[t]
+        y[t]   = sum_n C_n h_n[t] + D u[t] + sum_j k_j u[t-j]
+
+    Computes in complex128 and returns ``(y, zf)``, both complex.
+    """
+    u = np.asarray(u, dtype=np.complex128)
+    p = np.asarray(poles, dtype=np.complex128)
+    Bv = np.asarray(B, dtype=np.complex128)
+    Cv = np.asarray(C, dtype=np.complex128)
+    Dv = np.asarray(D, dtype=np.complex128)
+    N = np.broadcast_shapes(p.shape, Bv.shape, Cv.shape)[-1]
+    K = 0 if k is None else np.shape(k)[-1]
+    kv = np.zeros((0,)) if k is None else np.asarray(k, dtype=np.complex128)
+    batch = np.broadcast_shapes(u.shape[:-1], p.shape[:-1], Bv.shape[:-1], Cv.shape[:-1],
+                                Dv.shape, kv.shape[:-1])
+    L = u.shape[-1]
+    u = np.broadcast_to(u, batch + (L,))
+    p = np.broadcast_to(p, batch + (N,))
+    Bv = np.broadcast_to(Bv, batch + (N,))
+    Cv = np.broadcast_to(Cv, batch + (N,))
+    Dv = np.broadcast_to(Dv, batch)
+    kv = np.broadcast_to(kv, batch + (K,))
+    h = np.zeros(batch + (N,), dtype=np.complex128)
+    if zi is not None:
+        h[...] = np.broadcast_to(np.asarray(zi, dtype=np.complex128), batch + (N,))
+    y = np.zeros(batch + (L,), dtype=np.complex128)
+    for idx in np.ndindex(*batch):
+        s = h[idx].copy()
+        for t in range(L):
+            acc = Dv[idx] * u[idx + (t,)]
+            for n in range(N):
+                s[n] = p[idx + (n,)] * s[n] + Bv[idx + (n,)] * u[idx + (t,)]
+                acc += Cv[idx + (n,)] * s[n]
+            for j in range(1, K + 1):
+                if t - j >= 0:
+                    acc += kv[idx + (j - 1,)] * u[idx + (t - j,)]
+            y[idx + (t,)] = acc
+        h[idx] = s
+    return y, h
+
+
+# ------------------------------------------------------------ selective scan (Mamba)
+
+def _softplus_ref(x):
+    """PyTorch's ``F.softplus`` (beta 1, threshold 20): ``log1p(exp(x))``, ``x`` above 20."""
+    return x if x > 20 else float(np.log1p(np.exp(x)))
+
+
+def selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False,
+                   return_last_state=False, initial_state=None, discretization="mamba",
+                   dtype=None):
+    """mamba-ssm's ``selective_scan_ref``, one (batch, channel, state, sample) at a time.
+
+    Transcribed from the semantics of ``mamba_ssm.ops.selective_scan_interface.
+    selective_scan_ref``: ``delta`` plus ``delta_bias``, then softplus; per state
+    ``x = exp(delta·A)·x + delta·B·u``; ``y = Σ_n C·x``, ``2·Re(y)`` when the states
+    are complex; ``out = y + D·u``, then ``out·silu(z)``. Plus an ``initial_state``
+    and the discretisations of :func:`iirssm._selective.selective_scan`.
+    ``u``: (batch, dim, L); B/C: (dim, N), (batch, N, L) or (batch, G, N, L),
+    natural complex arrays. Computes in ``dtype`` (default complex128 when A, B, C
+    or the initial state are complex, else float64); returns float64-like ``out``
+    and, if asked, the last state.
+    """
+    u = np.asarray(u)
+    Bt, dim, L = u.shape
+    A = np.asarray(A)
+    N = A.shape[1]
+    arrays = [A, np.asarray(B), np.asarray(C)]
+    if initial_state is not None:
+        arrays.append(np.asarray(initial_state))
+    cplx = any(np.iscomplexobj(a) for a in arrays)
+    if dtype is None:
+        dtype = np.complex128 if cplx else np.float64
+    rdtype = np.empty(0, dtype).real.dtype
+    B = np.asarray(B, dtype=dtype)
+    C = np.asarray(C, dtype=dtype)
+    A = A.astype(dtype)
+
+    def coef(M, b, d, n, t):
+        if M.ndim == 2:                      # time-invariant (dim, N)
+            return M[d, n]
+        if M.ndim == 3:                      # shared (batch, N, L)
+            return M[b, n, t]
+        G = M.shape[1]                       # grouped (batch, G, N, L)
+        return M[b, d // (dim // G), n, t]
+
+    out = np.empty((Bt, dim, L), dtype=rdtype)
+    last = np.empty((Bt, dim, N), dtype=dtype)
+    for b in range(Bt):
+        for d in range(dim):
+            x = np.zeros(N, dtype=dtype)
+            if initial_state is not None:
+                x[:] = np.asarray(initial_state)[b, d]
+            for t in range(L):
+                dt = rdtype.type(delta[b, d, t])
+                if delta_bias is not None:
+                    dt = dt + rdtype.type(np.asarray(delta_bias)[d])
+                if delta_softplus:
+                    dt = rdtype.type(_softplus_ref(float(dt)))
+                y = dtype(0) if np.dtype(dtype).kind == "c" else rdtype.type(0)
+                for n in range(N):
+                    a = A[d, n]
+                    zz = dt * a
+                    if discretization == "mamba":
+                        abar, bbar = np.exp(zz), dt
+                    elif discretization == "zoh":
+                        abar = np.exp(zz)
+                        bbar = np.expm1(zz) / a if zz != 0 else dt
+                    elif discretization == "euler":
+                        abar, bbar = 1 + zz, dt
+                    elif discretization == "bilinear":
+                        abar, bbar = (1 + zz / 2) / (1 - zz / 2), dt / (1 - zz / 2)
+                    else:
+                        raise ValueError(discretization)
+                    x[n] = abar * x[n] + bbar * coef(B, b, d, n, t) * u[b, d, t]
+                    y = y + coef(C, b, d, n, t) * x[n]
+                if np.iscomplexobj(y):
+                    y = 2 * y.real
+                o = y + (0 if D is None else np.asarray(D)[d] * u[b, d, t])
+                if z is not None:
+                    zz = float(z[b, d, t])
+                    o = o * (zz / (1 + np.exp(-zz)))
+                out[b, d, t] = o
+            last[b, d] = x
+    return (out, last) if return_last_state else out
+
+
+def ssd_scan(x, dt, A, B, C, D=None, initial_states=None):
+    """Mamba-2's scalar-decay SSM, one head and one sample at a time (``ssd_minimal``'s
+    recurrence): ``h[t] = exp(dt[t]·A)·h[t-1] + dt[t]·x[t] ⊗ B[t]``,
+    ``y[t] = h[t]·C[t] + D·x[t]``. ``x``: (batch, L, heads, headdim); ``dt``:
+    (batch, L, heads); ``A``: (heads,); ``B``, ``C``: (batch, L, groups, N).
+    Returns ``(y, final_states)``, states (batch, heads, headdim, N)."""
+    x = np.asarray(x, dtype=np.float64)
+    Bt, L, H, P = x.shape
+    B = np.asarray(B, dtype=np.float64)
+    C = np.asarray(C, dtype=np.float64)
+    G, N = B.shape[2], B.shape[3]
+    y = np.empty_like(x)
+    hf = np.empty((Bt, H, P, N))
+    for b in range(Bt):
+        for h in range(H):
+            g = h // (H // G)
+            s = np.zeros((P, N)) if initial_states is None else np.array(
+                initial_states[b, h], dtype=np.float64)
+            for t in range(L):
+                a = np.exp(dt[b, t, h] * A[h])
+                s = a * s + dt[b, t, h] * np.outer(x[b, t, h], B[b, t, g])
+                y[b, t, h] = s @ C[b, t, g] + (0 if D is None else D[h] * x[b, t, h])
+            hf[b, h] = s
+    return y, hf
+
+
+__all__ += ["selective_scan", "ssd_scan"]
