@@ -99,13 +99,27 @@ def scan_cols(c, x, h0, out, ema, reverse, qb):
             cr[j] = c[p * cp, 0, (q0 + j) * cq]
         for i in range(L):
             t = L - 1 - i if reverse else i
-            if ct == 1:
-                for j in range(m):
-                    cr[j] = c[p * cp, t, (q0 + j) * cq]
             # Row views cost two reference-count updates per sample, but the loops
             # over them run ~3x faster than with 3-D (or flat) indexing (measured).
             xr = x[p, t, q0:q0 + m]
             orow = out[p, t, q0:q0 + m]
+            if ct == 1 and cq == 0:
+                # one coefficient per sample shared by the block (times=, adjust=True)
+                cv = c[p * cp, t, 0]
+                if ema:
+                    for j in range(m):
+                        hj = h[j] + cv * (xr[j] - h[j])
+                        h[j] = hj
+                        orow[j] = hj
+                else:
+                    for j in range(m):
+                        hj = cv * h[j] + xr[j]
+                        h[j] = hj
+                        orow[j] = hj
+                continue
+            if ct == 1:
+                for j in range(m):
+                    cr[j] = c[p * cp, t, q0 + j]
             if ema:
                 for j in range(m):
                     hj = h[j] + cr[j] * (xr[j] - h[j])
