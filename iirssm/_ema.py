@@ -27,8 +27,8 @@ from ._arraytools import (check_no_overlap, coef_to_work, finish_output, frame_o
 from ._backend import check_backend
 from ._cpu.ema import ewm_state
 from ._cpu.scan import run_scan
-from ._validation import (as_float_array, check_finite_range, compute_dtype, normalize_axis,
-                          real_dtype)
+from ._validation import (as_float_array, check_finite_range, compute_dtype, real_dtype,
+                          signal_array)
 
 __all__ = ["ema", "EMAState"]
 
@@ -320,13 +320,8 @@ def ema(x, alpha=None, *, com=None, span=None, halflife=None, times=None, adjust
     dtype = compute_dtype(("x", x_in), *coef_named,
                           real_only=("alpha", "com", "span", "halflife"))
     rdtype = real_dtype(dtype)
-    x_arr = as_float_array(x_in, "x", dtype)
-    if x_arr.ndim == 0:
-        raise ValueError("x must have at least one dimension (time)")
-    axis = normalize_axis(axis, x_arr.ndim)
+    x_arr, axis = signal_array(x_in, "x", dtype, axis)
     L = x_arr.shape[axis]
-    if L == 0:
-        raise ValueError(f"x has no samples along axis {axis} (shape {x_arr.shape})")
     check_no_overlap(out, x=x_arr)
     frame = frame_of(x_arr, axis)
     P, _, Q = frame.plq

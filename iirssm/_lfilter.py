@@ -28,7 +28,7 @@ from ._backend import check_backend
 from ._cpu.iir import df2t_cols, df2t_rows
 from ._cpu._jit import LANES
 from ._cpu.scan import col_block
-from ._validation import as_float_array, compute_dtype, normalize_axis
+from ._validation import as_float_array, compute_dtype, signal_array
 
 __all__ = ["lfilter", "lfilter_zi", "lfiltic", "filtfilt", "sosfilt", "sosfilt_zi",
            "sosfiltfilt"]
@@ -162,12 +162,7 @@ def lfilter(b, a, x, axis=-1, zi=None):
     dtype = compute_dtype(("b", b), ("a", a), ("x", x_in), ("zi", zi), promote_first=True)
     b_arr = _coef_array(b, "b", dtype)
     a_arr = _coef_array(a, "a", dtype)
-    x_arr = as_float_array(x_in, "x", dtype)
-    if x_arr.ndim == 0:
-        raise ValueError("x must have at least one dimension (time)")
-    axis = normalize_axis(axis, x_arr.ndim)
-    if x_arr.shape[axis] == 0:
-        raise ValueError(f"x has no samples along axis {axis} (shape {x_arr.shape})")
+    x_arr, axis = signal_array(x_in, "x", dtype, axis)
     bn, an, K = _normalized(b_arr, a_arr, dtype)
     frame = frame_of(x_arr, axis)
     bw = coef_to_work(bn, frame, "b", dtype, lead=1)
@@ -350,12 +345,7 @@ def sosfilt(sos, x, axis=-1, zi=None):
     axis = _pandas.pandas_axis(template, axis)
     dtype = compute_dtype(("sos", sos), ("x", x_in), ("zi", zi), promote_first=True)
     sos_arr = _sos_array(sos, dtype)
-    x_arr = as_float_array(x_in, "x", dtype)
-    if x_arr.ndim == 0:
-        raise ValueError("x must have at least one dimension (time)")
-    axis = normalize_axis(axis, x_arr.ndim)
-    if x_arr.shape[axis] == 0:
-        raise ValueError(f"x has no samples along axis {axis} (shape {x_arr.shape})")
+    x_arr, axis = signal_array(x_in, "x", dtype, axis)
     ns = sos_arr.shape[0]
     frame = frame_of(x_arr, axis)
     bw = coef_to_work(sos_arr[:, :3], frame, "sos", dtype, lead=2)
@@ -513,10 +503,7 @@ def filtfilt(b, a, x, axis=-1, padtype="odd", padlen=None, method="pad", irlen=N
     dtype = compute_dtype(("b", b), ("a", a), ("x", x_in), promote_first=True)
     b_arr = _coef_array(b, "b", dtype)
     a_arr = _coef_array(a, "a", dtype)
-    x_arr = as_float_array(x_in, "x", dtype)
-    if x_arr.ndim == 0:
-        raise ValueError("x must have at least one dimension (time)")
-    axis = normalize_axis(axis, x_arr.ndim)
+    x_arr, axis = signal_array(x_in, "x", dtype, axis)
     _no_time_variation(b_arr, x_arr.shape, axis, "b", 1)
     _no_time_variation(a_arr, x_arr.shape, axis, "a", 1)
     if method == "gust":
@@ -555,10 +542,7 @@ def sosfiltfilt(sos, x, axis=-1, padtype="odd", padlen=None):
     axis = _pandas.pandas_axis(template, axis)
     dtype = compute_dtype(("sos", sos), ("x", x_in), promote_first=True)
     sos_arr = _sos_array(sos, dtype)
-    x_arr = as_float_array(x_in, "x", dtype)
-    if x_arr.ndim == 0:
-        raise ValueError("x must have at least one dimension (time)")
-    axis = normalize_axis(axis, x_arr.ndim)
+    x_arr, axis = signal_array(x_in, "x", dtype, axis)
     _no_time_variation(sos_arr, x_arr.shape, axis, "sos", 2)
     ns = sos_arr.shape[0]
     zeros_b = (sos_arr[:, 2] == 0).reshape(ns, -1).all(axis=1).sum()

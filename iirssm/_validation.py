@@ -28,6 +28,7 @@ __all__ = [
     "compute_dtype",
     "as_float_array",
     "normalize_axis",
+    "signal_array",
     "check_broadcast",
     "real_dtype",
 ]
@@ -125,6 +126,17 @@ def as_float_array(value, name: str, dtype: np.dtype | None = None) -> np.ndarra
     if arr.dtype != target:
         arr = arr.astype(target)
     return arr
+
+
+def signal_array(x, name: str, dtype: np.dtype, axis) -> tuple[np.ndarray, int]:
+    """Convert a signal, check it has a non-empty time axis; return ``(array, axis)``."""
+    arr = as_float_array(x, name, dtype)
+    if arr.ndim == 0:
+        raise ValueError(f"{name} must have at least one dimension (time)")
+    ax = normalize_axis(axis, arr.ndim)
+    if arr.shape[ax] == 0:
+        raise ValueError(f"{name} has no samples along axis {ax} (shape {arr.shape})")
+    return arr, ax
 
 
 def normalize_axis(axis, ndim: int, name: str = "axis") -> int:

@@ -7,7 +7,6 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import iirssm
-from iirssm import _lfilter as L
 from iirssm import _reference
 from conftest import DTYPES, assert_close, random_array
 
