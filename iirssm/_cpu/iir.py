@@ -54,40 +54,34 @@ def df2t_rows(bc, ac, x, z0, out):
             for s in range(S):
                 for i in range(K):
                     z[s, i, k] = z0[p0 + k, s, i]
-        # The K == 2 loop reads lane k's coefficients from lane k * cp: coefficients
-        # shared by all channels are gathered once per sample, not once per lane
-        # (time-varying sections shared by the channels: ~1.5x less work per sample).
-        nfill = n if (cp == 1 or K != 2) else 1
         for t in range(L):
             if t == 0 or ct == 1:
                 for s in range(S):
                     for i in range(K + 1):
-                        for k in range(nfill):
+                        for k in range(n):
                             bl[s, i, k] = bc[s, i, (p0 + k) * cp, t * ct]
                             al[s, i, k] = ac[s, i, (p0 + k) * cp, t * ct]
             if K == 2:
                 for k in range(n):
-                    kc = k * cp
                     v = x[p0 + k, t]
                     for s in range(S):
-                        y = bl[s, 0, kc] * v + z[s, 0, k]
-                        z[s, 0, k] = bl[s, 1, kc] * v - al[s, 1, kc] * y + z[s, 1, k]
-                        z[s, 1, k] = bl[s, 2, kc] * v - al[s, 2, kc] * y
+                        y = bl[s, 0, k] * v + z[s, 0, k]
+                        z[s, 0, k] = bl[s, 1, k] * v - al[s, 1, k] * y + z[s, 1, k]
+                        z[s, 1, k] = bl[s, 2, k] * v - al[s, 2, k] * y
                         v = y
                     out[p0 + k, t] = v
             else:
-                # general order: lanes innermost, one statement per state index; a
-                # constant trip count (empty lanes hold zeros) measured ~20% faster
+                # general order: lanes innermost, one statement per state index
                 for k in range(n):
                     vv[k] = x[p0 + k, t]
                 for s in range(S):
-                    for k in range(LANES):
+                    for k in range(n):
                         yv[k] = bl[s, 0, k] * vv[k] + z[s, 0, k]
                     for i in range(K - 1):
-                        for k in range(LANES):
+                        for k in range(n):
                             z[s, i, k] = bl[s, i + 1, k] * vv[k] - al[s, i + 1, k] * yv[k] \
                                 + z[s, i + 1, k]
-                    for k in range(LANES):
+                    for k in range(n):
                         z[s, K - 1, k] = bl[s, K, k] * vv[k] - al[s, K, k] * yv[k]
                         vv[k] = yv[k]
                 for k in range(n):
