@@ -38,7 +38,6 @@ import json
 import os
 import platform
 import re
-import resource
 import subprocess
 import sys
 import time
@@ -50,6 +49,9 @@ if REPO not in sys.path:  # run from a checkout without installing
     sys.path.insert(0, REPO)
 
 from iirssm._selective import selective_scan, selective_scan_grad  # noqa: E402
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bench_ema import _cpu_snapshot, _other_load  # noqa: E402  (shared harness)
 
 START = "<!-- bench_selective:start -->"
 END = "<!-- bench_selective:end -->"
@@ -227,23 +229,6 @@ def make_exp_floor(p):
 
 
 # ======================================================================== timing
-
-def _cpu_snapshot():
-    tick = os.sysconf("SC_CLK_TCK")
-    try:
-        with open("/proc/stat") as f:
-            v = [int(s) for s in f.readline().split()[1:]]
-        busy = (v[0] + v[1] + v[2] + v[5] + v[6]) / tick
-    except (OSError, ValueError, IndexError):
-        busy = float("nan")
-    ru = resource.getrusage(resource.RUSAGE_SELF)
-    return time.perf_counter(), busy, ru.ru_utime + ru.ru_stime
-
-
-def _other_load(s0, s1):
-    wall = s1[0] - s0[0]
-    return max(0.0, ((s1[1] - s0[1]) - (s1[2] - s0[2])) / wall) if wall > 0 else 0.0
-
 
 def other_bench_processes():
     """PIDs of other running processes whose command line mentions ``bench``."""

@@ -39,7 +39,6 @@ import gc
 import os
 import platform
 import re
-import resource
 import sys
 import time
 
@@ -53,29 +52,17 @@ import scipy.signal
 
 from iirssm._ssm import DiagonalSSM
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bench_ema import _cpu_snapshot as _busy_snapshot  # noqa: E402  (shared harness)
+from bench_ema import _other_load, wait_quiet  # noqa: E402
+
 START = "<!-- bench_ssm:start -->"
 END = "<!-- bench_ssm:end -->"
 RTOL = {np.dtype(np.float64): 1e-9, np.dtype(np.float32): 1e-4}
 
 
 # ============================================================== timing helpers
-
-def _busy_snapshot():
-    tick = os.sysconf("SC_CLK_TCK")
-    try:
-        with open("/proc/stat") as f:
-            v = [int(s) for s in f.readline().split()[1:]]
-        busy = (v[0] + v[1] + v[2] + v[5] + v[6]) / tick
-    except (OSError, ValueError, IndexError):
-        busy = float("nan")
-    ru = resource.getrusage(resource.RUSAGE_SELF)
-    return time.perf_counter(), busy, ru.ru_utime + ru.ru_stime
-
-
-def _other_load(s0, s1) -> float:
-    wall = s1[0] - s0[0]
-    return max(0.0, ((s1[1] - s0[1]) - (s1[2] - s0[2])) / wall) if wall > 0 else 0.0
-
+# CPU-load snapshots and waiting for a quiet machine: bench_ema.py's harness.
 
 def _time(fn) -> float:
     t0 = time.perf_counter()
@@ -83,24 +70,6 @@ def _time(fn) -> float:
     t = time.perf_counter() - t0
     del r
     return t
-
-
-def wait_quiet(args, what):
-    """Wait (up to ``--max-wait`` s) until other processes use less than ``--busy`` cores."""
-    t0 = time.perf_counter()
-    while True:
-        s0 = _busy_snapshot()
-        time.sleep(1.0)
-        load = _other_load(s0, _busy_snapshot())
-        waited = time.perf_counter() - t0
-        if load < args.busy:
-            if waited > 1.5:
-                print(f"  [{what}] waited {waited:.0f} s for other processes", flush=True)
-            return
-        if waited > args.max_wait:
-            print(f"  [{what}] other processes still use {load:.2f} cores after "
-                  f"{waited:.0f} s; timing anyway", flush=True)
-            return
 
 
 def time_round_robin(impls: dict, repeats: int) -> dict:

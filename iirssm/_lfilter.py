@@ -46,11 +46,6 @@ def _coef_array(c, name, dtype=None):
     return arr
 
 
-def _signal(x, name="x"):
-    x_in, template = _pandas.unwrap(x, name)
-    return x_in, template
-
-
 def _run_cascade(bw, aw, x_arr, frame, dtype, z0):
     """Run the DF2T cascade. ``bw``/``aw``: ``(S, K+1) + (Pc, Lc, Qc)``; ``z0``: ``(P, S, K, Q)``.
 
@@ -157,7 +152,7 @@ def lfilter(b, a, x, axis=-1, zi=None):
     (1000,)
     """
     check_backend(None, b, a, x, zi)
-    x_in, template = _signal(x)
+    x_in, template = _pandas.unwrap(x, "x")
     axis = _pandas.pandas_axis(template, axis)
     dtype = compute_dtype(("b", b), ("a", a), ("x", x_in), ("zi", zi), promote_first=True)
     b_arr = _coef_array(b, "b", dtype)
@@ -341,7 +336,7 @@ def sosfilt(sos, x, axis=-1, zi=None):
     True
     """
     check_backend(None, sos, x, zi)
-    x_in, template = _signal(x)
+    x_in, template = _pandas.unwrap(x, "x")
     axis = _pandas.pandas_axis(template, axis)
     dtype = compute_dtype(("sos", sos), ("x", x_in), ("zi", zi), promote_first=True)
     sos_arr = _sos_array(sos, dtype)
@@ -498,7 +493,7 @@ def filtfilt(b, a, x, axis=-1, padtype="odd", padlen=None, method="pad", irlen=N
     """
     if method not in ("pad", "gust"):
         raise ValueError(f"method must be 'pad' or 'gust'; got {method!r}")
-    x_in, template = _signal(x)
+    x_in, template = _pandas.unwrap(x, "x")
     axis = _pandas.pandas_axis(template, axis)
     dtype = compute_dtype(("b", b), ("a", a), ("x", x_in), promote_first=True)
     b_arr = _coef_array(b, "b", dtype)
@@ -538,7 +533,7 @@ def sosfiltfilt(sos, x, axis=-1, padtype="odd", padlen=None):
     >>> np.allclose(iirssm.sosfiltfilt(sos, x), scipy.signal.sosfiltfilt(sos, x))
     True
     """
-    x_in, template = _signal(x)
+    x_in, template = _pandas.unwrap(x, "x")
     axis = _pandas.pandas_axis(template, axis)
     dtype = compute_dtype(("sos", sos), ("x", x_in), promote_first=True)
     sos_arr = _sos_array(sos, dtype)

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["linear_recurrence", "ewm_mean", "ewm_mean_weights"]
+__all__ = ["linear_recurrence", "ewm_mean", "ewm_mean_weights", "lfilter", "sosfilt",
+           "diagonal_ssm", "selective_scan", "ssd_scan"]
 
 
 def linear_recurrence(a, b, zi=None, axis=-1, reverse=False, dtype=None):
@@ -333,4 +334,3 @@ def ssd_scan(x, dt, A, B, C, D=None, initial_states=None):
     return y, hf
 
 
-__all__ += ["selective_scan", "ssd_scan"]

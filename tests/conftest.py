@@ -17,7 +17,6 @@ TOL = {
 }
 
 DTYPES = [np.float32, np.float64, np.complex64, np.complex128]
-REAL_DTYPES = [np.float32, np.float64]
 
 settings.register_profile("ci", max_examples=40, deadline=None, derandomize=True)
 settings.load_profile("ci")
