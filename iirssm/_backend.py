@@ -1,16 +1,31 @@
 """Backend choice from the input array types (without importing optional packages).
 
 NumPy arrays (and anything ``numpy.asarray`` accepts) run on the Numba CPU
-kernels. CuPy and dask arrays are recognised by their type's module; their
-backends are not part of this release yet, so they are refused with a clear
-error rather than silently pulled to the host.
+kernels. A CuPy array among the inputs sends the call to the CUDA backend
+(``iirssm._cuda.dispatch``), a dask array to the dask backend (``iirssm.dask``).
+Each public function asks :func:`foreign` first::
+
+    impl = foreign(backend, "linear_recurrence", a, b, zi)
+    if impl is not None:
+        return impl(a, b, axis=axis, ...)
+
+so a backend module implements a public function by defining a function of the
+same name and signature (``diagonal_ssm_filter(ssm, u, ...)`` for the method).
+The modules are imported only when such an array is seen, so ``import iirssm``
+never imports CuPy or dask.
 """
 
 from __future__ import annotations
 
-__all__ = ["BACKENDS", "check_backend", "array_family"]
+import importlib
 
-BACKENDS = ("numba",)
+__all__ = ["BACKENDS", "array_family", "check_backend", "foreign"]
+
+BACKENDS = ("numba", "cupy", "dask")
+
+# The module implementing each non-NumPy backend; imported on first use.
+_MODULES = {"cupy": "iirssm._cuda.dispatch", "dask": "iirssm.dask"}
+_INSTALL = {"cupy": "pip install 'iirssm[gpu]'", "dask": "pip install 'iirssm[dask]'"}
 
 
 def array_family(obj) -> str:
@@ -23,17 +38,61 @@ def array_family(obj) -> str:
     return "numpy"
 
 
-def check_backend(backend, *arrays) -> str:
-    """Validate ``backend=`` and the array types; return the backend to use."""
+def _families(arrays):
+    return {array_family(arr) for arr in arrays} - {"numpy"}
+
+
+def foreign(backend, op, *arrays):
+    """The backend function implementing ``op`` for these arguments, or ``None`` for NumPy.
+
+    ``backend`` is the user's ``backend=`` argument: ``None`` chooses from the
+    array types (CuPy or dask when one of ``arrays`` is such an array), a name
+    forces that backend (``"numba"`` refuses CuPy and dask arrays rather than
+    copying them to the host behind the caller's back).
+    """
     if backend is not None and backend not in BACKENDS:
         raise ValueError(f"backend must be None or one of {BACKENDS}; got {backend!r}")
-    for arr in arrays:
-        fam = array_family(arr)
-        if fam != "numpy":
-            raise NotImplementedError(
-                f"{fam} arrays are not supported yet: iirssm currently runs on NumPy arrays "
-                f"(Numba CPU kernels). Convert with {fam}.asnumpy / .compute() first."
-                if fam == "cupy" else
-                "dask arrays are not supported yet: call .compute() first, or filter chunks "
-                "with zi/return_zf to carry the state.")
+    fams = _families(arrays)
+    if len(fams) > 1:
+        raise TypeError(
+            f"{op}: got both CuPy and dask arrays; use a dask array of CuPy chunks or "
+            "convert one of them explicitly")
+    fam = fams.pop() if fams else "numpy"
+    if backend is None or backend == fam or (backend == "numba" and fam == "numpy"):
+        chosen = fam
+    elif backend == "numba":
+        raise TypeError(
+            f"{op}: backend='numba' runs on NumPy arrays but got a {fam} array; "
+            + ("move it to the host with cupy.asnumpy(...) first" if fam == "cupy"
+               else "call .compute() first, or leave backend=None to filter it with dask"))
+    else:
+        chosen = backend
+    if chosen in ("numpy", "numba"):
+        return None
+    return _load(chosen, op)
+
+
+def _load(name, op):
+    try:
+        module = importlib.import_module(_MODULES[name])
+    except ImportError as exc:
+        raise ImportError(
+            f"{op}: the {name} backend needs an optional package that is not installed "
+            f"({exc}); install it with {_INSTALL[name]}") from exc
+    impl = getattr(module, op, None)
+    if impl is None:
+        raise NotImplementedError(
+            f"{op} is not available on the {name} backend yet; convert the input to a "
+            "NumPy array to run it on the CPU")
+    return impl
+
+
+def check_backend(backend, *arrays) -> str:
+    """For functions without a foreign backend: validate and require NumPy inputs."""
+    if backend is not None and backend not in BACKENDS:
+        raise ValueError(f"backend must be None or one of {BACKENDS}; got {backend!r}")
+    fams = _families(arrays)
+    if fams or backend not in (None, "numba"):
+        raise NotImplementedError(
+            f"this function runs on NumPy arrays only; got {sorted(fams) or backend}")
     return "numba"

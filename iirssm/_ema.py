@@ -24,7 +24,7 @@ import numpy as np
 from . import _pandas
 from ._arraytools import (check_no_overlap, coef_to_work, finish_output, frame_of, new_output,
                           state_from_work, state_to_work, to_work)
-from ._backend import check_backend
+from ._backend import check_backend, foreign
 from ._cpu.ema import ewm_state
 from ._cpu.scan import run_scan
 from ._validation import (as_float_array, check_finite_range, compute_dtype, real_dtype,
@@ -303,6 +303,10 @@ def ema(x, alpha=None, *, com=None, span=None, halflife=None, times=None, adjust
     >>> iirssm.ema(np.array([0.0, 1.0, 1.0, 0.0]), halflife=1.0, times=t).round(4)
     array([0.    , 0.5   , 0.875 , 0.4375])
     """
+    impl = foreign(backend, "ema", x, alpha, com, span, halflife, times, zi)
+    if impl is not None:
+        return impl(x, alpha, com=com, span=span, halflife=halflife, times=times, adjust=adjust, ignore_na=ignore_na,
+                    min_periods=min_periods, axis=axis, zi=zi, return_zf=return_zf, out=out)
     check_backend(backend, x, alpha, com, span, halflife, zi)
     x_in, template = _pandas.unwrap(x, "x")
     axis = _pandas.pandas_axis(template, axis)

@@ -24,7 +24,7 @@ import numpy as np
 from . import _pandas
 from ._arraytools import (coef_to_work, finish_output, frame_of, new_output,
                           state_from_work, state_shape, state_to_work, to_work)
-from ._backend import check_backend
+from ._backend import check_backend, foreign
 from ._cpu.iir import df2t_cols, df2t_rows
 from ._cpu._jit import LANES
 from ._cpu.scan import col_block
@@ -151,7 +151,9 @@ def lfilter(b, a, x, axis=-1, zi=None):
     >>> y.shape
     (1000,)
     """
-    check_backend(None, b, a, x, zi)
+    impl = foreign(None, "lfilter", b, a, x, zi)
+    if impl is not None:
+        return impl(b, a, x, axis=axis, zi=zi)
     x_in, template = _pandas.unwrap(x, "x")
     axis = _pandas.pandas_axis(template, axis)
     dtype = compute_dtype(("b", b), ("a", a), ("x", x_in), ("zi", zi), promote_first=True)
@@ -335,7 +337,9 @@ def sosfilt(sos, x, axis=-1, zi=None):
     >>> np.allclose(iirssm.sosfilt(sos, x), scipy.signal.sosfilt(sos, x))
     True
     """
-    check_backend(None, sos, x, zi)
+    impl = foreign(None, "sosfilt", sos, x, zi)
+    if impl is not None:
+        return impl(sos, x, axis=axis, zi=zi)
     x_in, template = _pandas.unwrap(x, "x")
     axis = _pandas.pandas_axis(template, axis)
     dtype = compute_dtype(("sos", sos), ("x", x_in), ("zi", zi), promote_first=True)
@@ -491,6 +495,9 @@ def filtfilt(b, a, x, axis=-1, padtype="odd", padlen=None, method="pad", irlen=N
     >>> np.allclose(iirssm.filtfilt(b, a, x), scipy.signal.filtfilt(b, a, x))
     True
     """
+    impl = foreign(None, "filtfilt", b, a, x)
+    if impl is not None:
+        return impl(b, a, x, axis=axis, padtype=padtype, padlen=padlen, method=method, irlen=irlen)
     if method not in ("pad", "gust"):
         raise ValueError(f"method must be 'pad' or 'gust'; got {method!r}")
     x_in, template = _pandas.unwrap(x, "x")
@@ -533,6 +540,9 @@ def sosfiltfilt(sos, x, axis=-1, padtype="odd", padlen=None):
     >>> np.allclose(iirssm.sosfiltfilt(sos, x), scipy.signal.sosfiltfilt(sos, x))
     True
     """
+    impl = foreign(None, "sosfiltfilt", sos, x)
+    if impl is not None:
+        return impl(sos, x, axis=axis, padtype=padtype, padlen=padlen)
     x_in, template = _pandas.unwrap(x, "x")
     axis = _pandas.pandas_axis(template, axis)
     dtype = compute_dtype(("sos", sos), ("x", x_in), promote_first=True)

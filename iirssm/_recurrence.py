@@ -7,7 +7,7 @@ import numpy as np
 from . import _pandas
 from ._arraytools import (check_no_overlap, coef_to_work, finish_output, frame_of,
                           new_output, state_from_work, state_to_work, to_work)
-from ._backend import check_backend
+from ._backend import check_backend, foreign
 from ._cpu.scan import run_scan
 from ._validation import as_float_array, compute_dtype, normalize_axis
 
@@ -87,6 +87,9 @@ def linear_recurrence(a, b, *, axis=-1, zi=None, reverse=False, return_zf=False,
     >>> y, zf
     (array([10.,  6.,  1.]), array([1.]))
     """
+    impl = foreign(backend, "linear_recurrence", a, b, zi)
+    if impl is not None:
+        return impl(a, b, axis=axis, zi=zi, reverse=reverse, return_zf=return_zf, out=out)
     check_backend(backend, a, b, zi)
     b_in, template = _pandas.unwrap(b, "b")
     axis = _pandas.pandas_axis(template, axis)

@@ -27,6 +27,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from ._backend import foreign
 from ._cpu import selective as _k
 from ._validation import as_float_array, compute_dtype, real_dtype
 
@@ -343,6 +344,11 @@ def selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_sof
     ...                [[1.0]], [[1.0]])
     array([[1.   , 0.5  , 0.25 , 2.125]])
     """
+    impl = foreign(None, "selective_scan", u, delta, A, B, C, D, z, delta_bias, initial_state)
+    if impl is not None:
+        return impl(u, delta, A, B, C, D=D, z=z, delta_bias=delta_bias, delta_softplus=delta_softplus,
+                    return_last_state=return_last_state, initial_state=initial_state,
+                    discretization=discretization)
     p = _prepare(u, delta, A, B, C, D, z, delta_bias, delta_softplus, initial_state,
                  discretization)
     out = np.empty((p.Bt, p.dim, p.L), dtype=p.rdt)
@@ -452,6 +458,11 @@ def selective_scan_grad(dout, u, delta, A, B, C, D=None, z=None, delta_bias=None
     >>> bool(np.isclose(g.dA[0, 0], fd, rtol=1e-6))
     True
     """
+    impl = foreign(None, "selective_scan_grad", dout, u, delta, A, B, C, D, z, delta_bias, dlast_state, initial_state)
+    if impl is not None:
+        return impl(dout, u, delta, A, B, C, D=D, z=z, delta_bias=delta_bias,
+                    delta_softplus=delta_softplus, dlast_state=dlast_state,
+                    initial_state=initial_state, discretization=discretization)
     p = _prepare(u, delta, A, B, C, D, z, delta_bias, delta_softplus, initial_state,
                  discretization, extra=[("dout", dout), ("dlast_state", dlast_state)])
     ushape = (p.Bt, p.dim, p.L) if p.batched else (p.dim, p.L)

@@ -42,7 +42,7 @@ import numpy as np
 from . import _pandas
 from ._arraytools import (check_no_overlap, coef_to_work, finish_output, frame_of,
                           new_output, state_from_work, state_to_work, to_work)
-from ._backend import check_backend
+from ._backend import check_backend, foreign
 from ._cpu.ssm import SSM_LANES, ssm_scan
 from ._validation import as_float_array, compute_dtype, normalize_axis, real_dtype
 
@@ -1113,6 +1113,9 @@ class DiagonalSSM:
         >>> np.round(y2, 4)
         array([0.5904, 0.6723, 0.7379])
         """
+        impl = foreign(backend, "diagonal_ssm_filter", u, zi)
+        if impl is not None:
+            return impl(self, u, axis=axis, zi=zi, return_zf=return_zf, method=method, out=out)
         check_backend(backend, u, zi)
         if method not in ("scan", "fft"):
             raise ValueError(f"method must be 'scan' or 'fft'; got {method!r}")
