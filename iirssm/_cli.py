@@ -1,4 +1,4 @@
-"""The ``iirssm`` command line: ``iirssm demo`` and ``iirssm info``.
+"""The ``iirssm`` command line: ``iirssm demo``, ``filter``, ``bench`` and ``info``.
 
 Installed as the ``iirssm`` console script and runnable as ``python -m iirssm``.
 ``import iirssm`` never imports this module.
@@ -49,6 +49,11 @@ def _parser() -> argparse.ArgumentParser:
                        metavar="PATH", help="PNG file to write (default: %(default)s)")
     where.add_argument("--no-plot", action="store_true", help="print the summary only")
     demo.set_defaults(func=_demo)
+
+    from iirssm import _benchcmd, _filtercmd
+
+    _filtercmd.add_parser(commands)
+    _benchcmd.add_parser(commands)
 
     info = commands.add_parser(
         "info", help="show versions, threads and backends",
