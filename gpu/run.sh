@@ -15,10 +15,11 @@ rm -f "$JSON" "$TABLE"
 PY="${PYTHON:-python3}"
 start=$(date +%s)
 
-if ! "$PY" -c "import cupy, iirssm, scipy, pytest" 2>/dev/null; then
-    echo "== installing iirssm[gpu,test]"
-    "$PY" -m pip install -q -e ".[gpu,test]" || { echo "install failed"; exit 2; }
-fi
+# The device machines have no network: iirssm runs from this checkout (no install);
+# its dependencies (CuPy, NumPy, SciPy, Numba, pandas, pytest) must already be there.
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+"$PY" -c "import cupy, numba, scipy, pandas, pytest, hypothesis, iirssm" \
+    || { echo "missing a package (see above): carry it as a wheel"; exit 2; }
 "$PY" -c "import cupy; cupy.cuda.runtime.getDeviceCount()" || { echo "no CUDA device"; exit 2; }
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv 2>/dev/null | tee "$OUT/nvidia_smi.txt"
 
