@@ -190,6 +190,7 @@ def check_finite_range(name: str, arr: np.ndarray, lo: float, hi: float,
     hi_ok = (arr < hi) if hi_open else (arr <= hi)
     bad = ~(lo_ok & hi_ok)
     if bad.any():
-        first = arr[bad].flat[0]
-        raise ValueError(f"{name} must be {what}; got {first!r}"
+        first = arr[bad].flat[0].item()            # a Python number: no NumPy repr
+        where = "" if arr.ndim == 0 else f" at index {np.argwhere(bad)[0].tolist()}"
+        raise ValueError(f"{name} must be {what}; got {first!r}{where}"
                          + (f" (and {int(bad.sum()) - 1} more)" if bad.sum() > 1 else ""))

@@ -347,3 +347,10 @@ def test_out_parameter(rng):
     assert_close(out, iirssm.ema(x, 0.2), np.float64)
     with pytest.raises(ValueError, match="overlap"):
         iirssm.ema(x, 0.2, out=x)
+
+
+def test_out_of_range_alpha_names_value_and_index():
+    with pytest.raises(ValueError, match=r"alpha must be in \(0, 1\]; got 2\.0 at index \[1, 0\]"):
+        iirssm.ema(np.ones((2, 3)), alpha=np.array([[0.5], [2.0]]))
+    with pytest.raises(ValueError, match=r"got 2\.0$"):
+        iirssm.ema(np.ones(3), alpha=2.0)
