@@ -263,28 +263,8 @@ def test_registered_expressions():
 
 _nvrtc = pytest.mark.skipif(not _compile.nvrtc_available(), reason="NVRTC not available")
 _nvcc = pytest.mark.skipif(not _compile.nvcc_available(), reason="nvcc not available")
-# CI subset: the heaviest kernels of each kind (complex backward, the real forward,
-# the run-time discretisations, a reduction); the full matrix is marked slow.
-_SUBSET = [cs.expressions(np.float32, False, 0)[0], cs.expressions(np.float32, True, 0)[2],
-           "ss_reduce<float>"]
-
-
-@_nvrtc
-@pytest.mark.parametrize("arch", [80, 90])
-def test_nvrtc_compiles_subset(arch):
-    res = _compile.nvrtc_compile(cs.SOURCE, _SUBSET, arch)
-    assert res.log == "", res.log
-    assert len(res.cubin) > 0 and set(res.lowered) == set(_SUBSET)
-
-
-@_nvrtc
-@pytest.mark.slow
-@pytest.mark.parametrize("arch", [80, 90])
-def test_nvrtc_compiles_all(arch):
-    exprs = _compile.MODULES[cs.SOURCE]
-    res = _compile.nvrtc_compile(cs.SOURCE, exprs, arch)
-    assert res.log == "", res.log
-    assert set(res.lowered) == set(exprs)
+# The whole NVRTC and nvcc matrix (every registered instantiation of selective.cu,
+# sm_80 and sm_90) runs in test_cuda_compile.py; here only what is specific to it.
 
 
 def _check_nvcc(exprs, arch):
@@ -303,13 +283,6 @@ def test_nvcc_no_warnings_no_spills_subset():
     res = _check_nvcc([cs.expressions(np.float32, True, 0)[2]], 90)
     assert "shfl.sync.down" in res.ptx and "shfl.sync.bfly" in res.ptx
     assert "ex2.approx" in res.ptx and "ld.global.nc.v4" in res.ptx
-
-
-@_nvcc
-@pytest.mark.slow
-@pytest.mark.parametrize("arch", [80, 90])
-def test_nvcc_no_warnings_no_spills_all(arch):
-    _check_nvcc(_compile.MODULES[cs.SOURCE], arch)
 
 
 # ------------------------------------------------------------------ on a GPU
