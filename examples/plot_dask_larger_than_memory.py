@@ -130,7 +130,7 @@ def peak_rss_bytes():
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
+    parser = argparse.ArgumentParser(description="Filter an array larger than memory with dask")
     parser.add_argument("--gib", type=float, default=1.0,
                         help="size of the array in GiB (default 1)")
     parser.add_argument("--bound-mib", type=float, default=500.0,

@@ -98,4 +98,7 @@ for k, v in enumerate(results.values()):
 ax.set_xlim(0, 1)
 ax.set_title("test accuracy (900 series)")
 fig.tight_layout()
-plt.savefig("plot_sklearn_pipeline.png", dpi=100)
+# (Saved only when run as a script: the documentation's gallery renders the figure itself
+# and runs the code without ``__file__``.)
+if "__file__" in globals():
+    plt.savefig("plot_sklearn_pipeline.png", dpi=100)

@@ -1,4 +1,4 @@
-"""The Sphinx sources list every public name and every guide (no Sphinx build here)."""
+"""The Sphinx sources list every public name and every guide, and the site builds cleanly."""
 
 import importlib
 import re
@@ -47,3 +47,21 @@ def test_every_guide_is_in_the_toctree():
     entries = set(re.findall(r"^   ([\w/]+)\s*$", index, flags=re.M))
     guides = {p.stem for p in DOCS.glob("*.md")}
     assert guides - entries == set(), f"not in docs/index.rst: {sorted(guides - entries)}"
+
+
+@pytest.mark.slow
+def test_sphinx_build_has_no_warnings(tmp_path):
+    """The whole site builds with warnings as errors, the gallery's examples run."""
+    pytest.importorskip("sphinx")
+    pytest.importorskip("sphinx_gallery")
+    pytest.importorskip("myst_parser")
+    pytest.importorskip("numpydoc")
+    pytest.importorskip("pydata_sphinx_theme")
+    import subprocess
+    import sys
+    res = subprocess.run(
+        [sys.executable, "-m", "sphinx", "-W", "--keep-going", "-q", "-b", "html",
+         "-d", str(tmp_path / "doctrees"), str(DOCS), str(tmp_path / "html")],
+        capture_output=True, text=True, env={**__import__("os").environ, "MPLBACKEND": "Agg"})
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    assert (tmp_path / "html" / "api.html").exists()
