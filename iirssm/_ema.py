@@ -215,6 +215,59 @@ def _state_in(zi, frame, dtype, rdtype, times_given):
             True)
 
 
+def _check_args(x, alpha, com, span, halflife, times, min_periods):
+    """Checks of :func:`ema`'s arguments that need no signal values; ``(dtype, rdtype)``.
+
+    ``min_periods``, a timedelta ``halflife`` without ``times``, and the result
+    dtype of ``x`` with the decay parameters (real only). Shared by the CPU and
+    CUDA front-ends (``x`` may be a CuPy array: only its dtype is read).
+    """
+    if isinstance(min_periods, bool) or not isinstance(min_periods, numbers.Integral) \
+            or min_periods < 0:
+        raise ValueError(f"min_periods must be an integer >= 0; got {min_periods!r}")
+    coef_named = [(n, v) for n, v in (("alpha", alpha), ("com", com), ("span", span))
+                  if v is not None]
+    if halflife is not None and _is_timedelta(halflife):
+        if times is None:
+            raise ValueError("a timedelta halflife needs times= (datetime timestamps)")
+    else:
+        coef_named.append(("halflife", halflife))
+    dtype = compute_dtype(("x", x), *coef_named, real_only=("alpha", "com", "span", "halflife"))
+    return dtype, real_dtype(dtype)
+
+
+def _decay_params(alpha, com, span, halflife, times, adjust, L, last_time):
+    """pandas' decay parameters on the host: ``(al, deltas, new_last)``.
+
+    ``al`` (float64, the parameters' shape) is the weight of a new observation
+    (``1 / (1 + com)``); with ``times``, ``deltas`` are the ``L`` gaps in
+    half-lives (the decay per step is ``(1 - al) ** deltas``) and ``new_last``
+    the last timestamp; without, both are None. Shared by the CPU and CUDA
+    front-ends (host values only).
+    """
+    if times is not None:
+        others = [(n, v) for n, v in (("com", com), ("span", span), ("alpha", alpha))
+                  if v is not None]
+        if others and not adjust:
+            raise ValueError("with times= and adjust=False only halflife may be given "
+                             f"(as in pandas); got {[n for n, _ in others]} too")
+        if len(others) > 1:
+            raise ValueError("com, span and alpha are mutually exclusive; got "
+                             f"{[n for n, _ in others]}")
+        deltas, new_last = _time_deltas(times, halflife, L, last_time)
+        if others:
+            n = others[0][0]
+            comv = _center_of_mass(com if n == "com" else None, span if n == "span" else None,
+                                   None, alpha if n == "alpha" else None)
+        else:
+            comv = np.float64(1.0)
+        return 1.0 / (1.0 + comv), deltas, new_last
+    if halflife is not None and _is_timedelta(halflife):
+        raise ValueError("a timedelta halflife needs times=")
+    comv = _center_of_mass(com, span, halflife, alpha)
+    return 1.0 / (1.0 + comv), None, None
+
+
 # --------------------------------------------------------------------------- main
 
 def ema(x, alpha=None, *, com=None, span=None, halflife=None, times=None, adjust=False,
@@ -310,20 +363,8 @@ def ema(x, alpha=None, *, com=None, span=None, halflife=None, times=None, adjust
     check_backend(backend, x, alpha, com, span, halflife, zi)
     x_in, template = _pandas.unwrap(x, "x")
     axis = _pandas.pandas_axis(template, axis)
-    if isinstance(min_periods, bool) or not isinstance(min_periods, numbers.Integral) \
-            or min_periods < 0:
-        raise ValueError(f"min_periods must be an integer >= 0; got {min_periods!r}")
+    dtype, rdtype = _check_args(x_in, alpha, com, span, halflife, times, min_periods)
     times_given = times is not None
-    coef_named = [(n, v) for n, v in (("alpha", alpha), ("com", com), ("span", span))
-                  if v is not None]
-    if halflife is not None and _is_timedelta(halflife):
-        if not times_given:
-            raise ValueError("a timedelta halflife needs times= (datetime timestamps)")
-    else:
-        coef_named.append(("halflife", halflife))
-    dtype = compute_dtype(("x", x_in), *coef_named,
-                          real_only=("alpha", "com", "span", "halflife"))
-    rdtype = real_dtype(dtype)
     x_arr, axis = signal_array(x_in, "x", dtype, axis)
     L = x_arr.shape[axis]
     check_no_overlap(out, x=x_arr)
@@ -334,34 +375,15 @@ def ema(x, alpha=None, *, com=None, span=None, halflife=None, times=None, adjust
     mean0, wt0, cnt0, last_time, has_state = _state_in(zi, frame, dtype, rdtype, times_given)
 
     # ---- per-step decay d[t] and new-observation weight al[t], in the work frame
+    al_user, deltas, new_last = _decay_params(alpha, com, span, halflife, times, adjust, L,
+                                              last_time)
+    al3 = coef_to_work(al_user, frame, "alpha", np.float64)
     if times_given:
-        others = [(n, v) for n, v in (("com", com), ("span", span), ("alpha", alpha))
-                  if v is not None]
-        if others and not adjust:
-            raise ValueError("with times= and adjust=False only halflife may be given "
-                             f"(as in pandas); got {[n for n, _ in others]} too")
-        if len(others) > 1:
-            raise ValueError("com, span and alpha are mutually exclusive; got "
-                             f"{[n for n, _ in others]}")
-        deltas, new_last = _time_deltas(times, halflife, L, last_time)
-        if others:
-            n = others[0][0]
-            comv = _center_of_mass(com if n == "com" else None, span if n == "span" else None,
-                                   None, alpha if n == "alpha" else None)
-        else:
-            comv = np.float64(1.0)
-        al_user = 1.0 / (1.0 + comv)
-        al3 = coef_to_work(al_user, frame, "alpha", np.float64)
         dlt3 = deltas.reshape(1, L, 1)
         d3 = np.ascontiguousarray((1.0 - al3) ** dlt3)  # pandas: old_wt_factor ** delta
     else:
-        if halflife is not None and _is_timedelta(halflife):
-            raise ValueError("a timedelta halflife needs times=")
-        comv = _center_of_mass(com, span, halflife, alpha)
-        al3 = coef_to_work(1.0 / (1.0 + comv), frame, "alpha", np.float64)
         d3 = 1.0 - al3
         dlt3 = None
-        new_last = None
 
     minp = max(int(min_periods), 1)
     out_nd, out3 = new_output(frame, dtype, out)

@@ -1124,22 +1124,7 @@ class DiagonalSSM:
         dtype = compute_dtype(("u", u_in), ("zi", zi))
         rdt = real_dtype(dtype)
         u_arr = as_float_array(u_in, "u")
-        if u_arr.ndim == 0:
-            raise ValueError("u is a scalar: it needs a time axis")
-        ax = normalize_axis(axis, u_arr.ndim)
-        L = u_arr.shape[ax]
-        if L == 0:
-            raise ValueError(f"u has no samples along axis {ax} (shape {u_arr.shape})")
-        other = u_arr.shape[:ax] + u_arr.shape[ax + 1:]
-        try:
-            nontime = np.broadcast_shapes(other, self.bank_shape)
-        except ValueError:
-            raise ValueError(f"the system's bank shape {self.bank_shape} does not broadcast "
-                             f"against u's non-time shape {other} (u {u_arr.shape}, "
-                             f"axis {ax})") from None
-        nd = len(nontime) + 1
-        oax = nd - (u_arr.ndim - ax)                 # same position counted from the end
-        oshape = nontime[:oax] + (L,) + nontime[oax:]
+        ax, L, _, nd, oax, oshape = self._filter_shape(u_arr.shape, axis)
         cin = u_arr.dtype.kind == "c"
         real_path = self.is_real and not cin
         ydt = rdt if real_path else np.result_type(rdt, np.complex64)
@@ -1173,20 +1158,8 @@ class DiagonalSSM:
             z3 = state_to_work(as_float_array(zi, "zi"), frame, "zi", cdt, size=S)
         h0 = np.ascontiguousarray(z3[:, :N, :].transpose(0, 2, 1))
         hist = z3[:, N:, :]
-        sel, mult = self._plan(real_path)
+        sel, _, lam, beta, wgt, gain = self._computed_modes(real_path)
         M = sel.shape[1]
-        # per computed mode: pole, beta, weight and B (n_bank, M) in complex128
-        nb = max(prod(self.bank_shape), 1)
-        flatp = self._poles.reshape(nb, N)
-        safe = np.where(sel < 0, 0, sel)
-        rows = np.arange(nb)[:, None]
-        lam = np.where(sel < 0, 0, flatp[rows, safe]) if N else np.zeros((nb, 0))
-        Bm = np.where(sel < 0, 0, self._B.reshape(nb, N)[rows, safe]) if N else lam
-        Cm = np.where(sel < 0, 0, self._C.reshape(nb, N)[rows, safe]) if N else lam
-        has_b = Bm != 0
-        beta = has_b.astype(np.float64)
-        wgt = Cm * mult * np.where(has_b, Bm, 1.0)
-        gain = np.where(has_b, Bm, 1.0)              # h = gain * g
         bank_nd = len(self.bank_shape)
 
         def modes_work(v, dt):
@@ -1255,6 +1228,57 @@ class DiagonalSSM:
             ext = np.concatenate([hist[:, ::-1, :], x3], axis=1)
             zf3[:, N:, :] = ext[:, ::-1, :][:, :K, :]
         return y, state_from_work(zf3, frame)
+
+    def _filter_shape(self, shape, axis):
+        """Checks and output geometry of :meth:`filter` for a signal of ``shape``.
+
+        Returns ``(ax, L, nontime, nd, oax, oshape)``: the time axis and length, the
+        non-time shape (the signal's broadcast with the bank's), the output's
+        number of dimensions, its time axis and its shape. Shared by the CPU and
+        CUDA paths.
+        """
+        shape = tuple(shape)
+        if len(shape) == 0:
+            raise ValueError("u is a scalar: it needs a time axis")
+        ax = normalize_axis(axis, len(shape))
+        L = shape[ax]
+        if L == 0:
+            raise ValueError(f"u has no samples along axis {ax} (shape {shape})")
+        other = shape[:ax] + shape[ax + 1:]
+        try:
+            nontime = np.broadcast_shapes(other, self.bank_shape)
+        except ValueError:
+            raise ValueError(f"the system's bank shape {self.bank_shape} does not broadcast "
+                             f"against u's non-time shape {other} (u {shape}, "
+                             f"axis {ax})") from None
+        nd = len(nontime) + 1
+        oax = nd - (len(shape) - ax)                 # same position counted from the end
+        oshape = nontime[:oax] + (L,) + nontime[oax:]
+        return ax, L, nontime, nd, oax, oshape
+
+    def _computed_modes(self, real_path):
+        """The modes the scan computes, per bank entry ``(n_bank, M)`` (complex128).
+
+        Returns ``(sel, safe, lam, beta, wgt, gain)``: the selected mode indices
+        (-1: padding) and the same with padding at 0, the poles, ``beta`` (1 where
+        ``B != 0``), the output weights ``C * mult * B`` and the state scaling
+        (``h = gain * g``). Conjugate pairs once when ``real_path``. Shared by the
+        CPU and CUDA paths.
+        """
+        N = self.n_modes
+        sel, mult = self._plan(real_path)
+        nb = max(prod(self.bank_shape), 1)
+        flatp = self._poles.reshape(nb, N)
+        safe = np.where(sel < 0, 0, sel)
+        rows = np.arange(nb)[:, None]
+        lam = np.where(sel < 0, 0, flatp[rows, safe]) if N else np.zeros((nb, 0))
+        Bm = np.where(sel < 0, 0, self._B.reshape(nb, N)[rows, safe]) if N else lam
+        Cm = np.where(sel < 0, 0, self._C.reshape(nb, N)[rows, safe]) if N else lam
+        has_b = Bm != 0
+        beta = has_b.astype(np.float64)
+        wgt = Cm * mult * np.where(has_b, Bm, 1.0)
+        gain = np.where(has_b, Bm, 1.0)              # h = gain * g
+        return sel, safe, lam, beta, wgt, gain
 
     def _filter_fft(self, u_arr, ax, oshape, oax, ydt, cin, out):
         import scipy.fft

@@ -928,22 +928,8 @@ def diagonal_ssm_filter(ssm, u, axis=-1, zi=None, return_zf=False, method="scan"
         raise ValueError("method='fft' is not supported for dask arrays (it convolves the "
                          "whole signal at once and carries no state); use method='scan'")
     ushape = _shape(u)
-    if len(ushape) == 0:
-        raise ValueError("u is a scalar: it needs a time axis")
-    ax = normalize_axis(axis, len(ushape))
-    L = ushape[ax]
-    if L == 0:
-        raise ValueError(f"u has no samples along axis {ax} (shape {ushape})")
-    other = ushape[:ax] + ushape[ax + 1:]
+    ax, L, nontime, nd, oax, oshape = ssm._filter_shape(ushape, axis)
     bank = ssm.bank_shape
-    try:
-        nontime = np.broadcast_shapes(other, bank)
-    except ValueError:
-        raise ValueError(f"the system's bank shape {bank} does not broadcast against u's "
-                         f"non-time shape {other} (u {ushape}, axis {ax})") from None
-    nd = len(nontime) + 1
-    oax = nd - (len(ushape) - ax)
-    oshape = nontime[:oax] + (L,) + nontime[oax:]
     if nd > len(ushape):          # the bank adds leading dimensions: u gets them with length 1
         lead = (None,) * (nd - len(ushape))
         u = u[lead] if _is_dask(u) else np.asarray(u)[lead]

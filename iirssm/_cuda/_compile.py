@@ -1,10 +1,9 @@
 """Compile machinery of the CUDA kernels: sources, the registry, NVRTC, nvcc, CuPy modules.
 
-Every ``.cu`` source beside this file is compiled as one CuPy ``RawModule``
-whose kernels are C++ templates fetched through ``name_expressions``. The
-launcher modules register the template instantiations they launch
-(:func:`register`), so :data:`MODULES` maps each source to the complete list and
-the compile test (``tests/test_cuda_compile.py``) can compile every one of them
+Every ``.cu`` source beside this file holds C++ template kernels, fetched
+through ``name_expressions``. The launcher modules register the template
+instantiations they launch (:func:`register`), so :data:`MODULES` maps each
+source to the complete list and the compile test (``tests/test_cuda_compile.py``) can compile every one of them
 on a machine without a GPU.
 
 Three ways to compile, none of which needs a GPU except the last:
@@ -14,9 +13,11 @@ Three ways to compile, none of which needs a GPU except the last:
   CI; any non-empty compiler log counts as a warning.
 * :func:`nvcc_compile`: ``nvcc`` with ``--Werror all-warnings`` and ptxas spill
   warnings as errors, for the register/spill report and the PTX text.
-* :func:`get_function`: the CuPy ``RawModule`` function for a launch, compiled
-  lazily on first use and memoised per (device, source, options); CuPy keeps its
-  own on-disk cache (``CUPY_CACHE_DIR``).
+* :func:`get_function`: the CuPy ``RawModule`` function for a launch. A module
+  holds one :func:`group` of instantiations (by default just the one asked for,
+  so a first call compiles only what it launches), is compiled lazily on first
+  use and memoised per (device, source, group, options); CuPy keeps its own
+  on-disk cache (``CUPY_CACHE_DIR``).
 
 Local ``#include "x.cuh"`` lines are expanded into the source text before it is
 handed to a compiler (:func:`source_text`), so CuPy's cache key (the source
@@ -37,7 +38,8 @@ from dataclasses import dataclass, field
 
 __all__ = ["MODULES", "register", "load_all", "source_path", "source_text", "expr",
            "CompileResult", "nvrtc_compile", "nvrtc_available", "NvccResult", "nvcc_available",
-           "nvcc_compile", "get_function", "include_options", "DEFAULT_OPTIONS", "LAUNCHERS"]
+           "nvcc_compile", "get_function", "include_options", "DEFAULT_OPTIONS", "LAUNCHERS",
+           "GROUPING", "group", "groups", "first_template_argument"]
 
 _HERE = pathlib.Path(__file__).resolve().parent
 
@@ -286,29 +288,100 @@ def nvcc_compile(name: str, instantiations, arch, extra=(), ptx=True) -> NvccRes
 
 # ------------------------------------------------------------------------- CuPy modules
 
+#: How instantiations are grouped into CuPy modules (one NVRTC program each):
+#: ``"expression"`` (the default: a module holds exactly the instantiation a launch
+#: asks for) or ``"dtype"`` (every registered instantiation of the source whose
+#: first template argument is the same). See :func:`group`.
+GROUPING = "expression"
+
 _lock = threading.Lock()
-_modules: dict = {}
+_modules: dict = {}      # (device, source, group, options) -> cupy.RawModule
+_functions: dict = {}    # (device, source, group, options, expression) -> RawKernel
+
+
+def first_template_argument(expression: str) -> str:
+    """``"complex<float>"`` for ``"carry_scan<complex<float>, float>"`` (the kernel's dtype).
+
+    An expression without template arguments is its own key.
+    """
+    start = expression.find("<")
+    if start < 0:
+        return expression
+    depth = 0
+    for i in range(start + 1, len(expression)):
+        ch = expression[i]
+        if ch == "<":
+            depth += 1
+        elif ch == ">":
+            if depth == 0:
+                return expression[start + 1:i].strip()
+            depth -= 1
+        elif ch == "," and depth == 0:
+            return expression[start + 1:i].strip()
+    raise ValueError(f"unbalanced template arguments in {expression!r}")
+
+
+def group(name: str, name_expression: str, grouping: str | None = None) -> tuple:
+    """The instantiations compiled together with ``name_expression`` (one ``RawModule``).
+
+    ``grouping`` (default :data:`GROUPING`): ``"expression"`` gives
+    ``(name_expression,)``; ``"dtype"`` gives every instantiation registered for
+    ``name`` with the same first template argument, in registration order. The
+    tuple is the module's ``name_expressions``, which CuPy's on-disk cache key
+    includes: it is the same on every call and every run (registration happens at
+    import of the launchers), so each group is compiled once per machine.
+    """
+    exprs = MODULES.get(name)
+    if not exprs or name_expression not in exprs:
+        raise KeyError(f"{name_expression!r} is not registered for {name}; register it with "
+                       "iirssm._cuda._compile.register at import of its launcher")
+    grouping = GROUPING if grouping is None else grouping
+    if grouping == "expression":
+        return (name_expression,)
+    if grouping == "dtype":
+        key = first_template_argument(name_expression)
+        return tuple(e for e in exprs if first_template_argument(e) == key)
+    raise ValueError(f"grouping must be 'expression' or 'dtype'; got {grouping!r}")
+
+
+def groups(name: str, grouping: str | None = None) -> list:
+    """Every group (tuple of name expressions) of source ``name``: a partition of
+    ``MODULES[name]``, in registration order of each group's first member."""
+    out: list = []
+    for e in MODULES.get(name, ()):
+        g = group(name, e, grouping)
+        if g not in out:
+            out.append(g)
+    return out
 
 
 def get_function(name: str, name_expression: str, options=()):
     """The CuPy function ``name_expression`` of source ``name`` for the current device.
 
-    The ``RawModule`` (every registered instantiation of the source) is built on
-    the first call and memoised per (device, source, options); CuPy compiles it
-    lazily on the first ``get_function`` and caches the cubin on disk.
+    Only the instantiations of its :func:`group` are compiled: the ``RawModule``
+    is built on the first call for that group and memoised per (device, source,
+    group, options), as is the returned function; CuPy compiles the module lazily
+    on its first ``get_function`` and caches the cubin on disk
+    (``CUPY_CACHE_DIR``, keyed by the source text, options, architecture, NVRTC
+    version and the group's name expressions).
     """
+    members = group(name, name_expression)      # KeyError before any CuPy/device call
     import cupy
 
-    exprs = MODULES.get(name)
-    if not exprs or name_expression not in exprs:
-        raise KeyError(f"{name_expression!r} is not registered for {name}; register it with "
-                       "iirssm._cuda._compile.register at import of its launcher")
     opts = tuple(DEFAULT_OPTIONS) + tuple(options)
-    key = (cupy.cuda.runtime.getDevice(), name, opts)
+    key = (cupy.cuda.runtime.getDevice(), name, members, opts)
+    fkey = key + (name_expression,)
+    fn = _functions.get(fkey)
+    if fn is not None:
+        return fn
     with _lock:
-        mod = _modules.get(key)
-        if mod is None or mod[1] != len(exprs):
-            mod = (cupy.RawModule(code=source_text(name), options=opts,
-                                  name_expressions=list(exprs)), len(exprs))
-            _modules[key] = mod
-    return mod[0].get_function(name_expression)
+        fn = _functions.get(fkey)
+        if fn is None:
+            mod = _modules.get(key)
+            if mod is None:
+                mod = cupy.RawModule(code=source_text(name), options=opts,
+                                     name_expressions=list(members))
+                _modules[key] = mod
+            fn = mod.get_function(name_expression)
+            _functions[fkey] = fn
+    return fn

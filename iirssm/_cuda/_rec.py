@@ -43,6 +43,19 @@ def _aligned(arr, nvec) -> bool:
     return is_aligned(arr.data.ptr, _rs(arr), arr.itemsize, nvec)
 
 
+def _check_vec(name, arr, R, dtype):
+    """A per-row state ``(R,)``: contiguous, of the kernel's dtype (CuPy checks neither)."""
+    if arr.shape != (R,) or (R > 1 and arr.strides[0] != arr.itemsize):
+        raise ValueError(f"{name}: expected a contiguous ({R},) array; got shape {arr.shape}, "
+                         f"strides {arr.strides}")
+    _check_dtype(name, arr, dtype)
+
+
+def _check_dtype(name, arr, dtype):
+    if arr.dtype != np.dtype(dtype):
+        raise TypeError(f"{name}: the kernel reads {np.dtype(dtype)}; got {arr.dtype}")
+
+
 def _check_rows(name, arr, R, L):
     if arr.ndim != 2 or arr.shape[1] != L or arr.shape[0] not in (1, R) or (
             L > 1 and arr.strides[1] != arr.itemsize):
@@ -71,6 +84,12 @@ def scan(a, b, h0, y, *, mode="rec", hf=None):
         _check_rows("a", a, R, L)
     elif a.ndim != 1 or a.shape[0] not in (1, R):
         raise ValueError(f"a: expected (1 or {R},) or rows; got shape {a.shape}")
+    adt = np.finfo(dt).dtype if mode == "ema" else dt     # ema: real decays
+    _check_dtype("a", a, adt)
+    _check_dtype("y", y, dt)
+    _check_vec("h0", h0, R, dt)
+    if hf is not None:
+        _check_vec("hf", hf, R, dt)
     V = vlen(dt)
     vec = _aligned(b, V) and _aligned(y, V) and (not at or _aligned(a, V))
     flags = (F_AT if at else 0) | (F_VEC if vec else 0)
@@ -124,6 +143,14 @@ def adjoint(a, g, h, h0, db, da=None, dh0=None, lam_in=None):
         if da is None:
             raise ValueError("da is required for a time-varying a")
         _check_rows("da", da, R, L)
+    for nm, arr in (("a", a), ("h", h), ("db", db)) + ((("da", da),) if at else ()):
+        _check_dtype(nm, arr, dt)
+    if not at and (a.ndim != 1 or a.shape[0] not in (1, R)):
+        raise ValueError(f"a: expected (1 or {R},) or rows; got shape {a.shape}")
+    _check_vec("h0", h0, R, dt)
+    for nm, arr in (("dh0", dh0), ("lam_in", lam_in)):
+        if arr is not None:
+            _check_vec(nm, arr, R, dt)
     V = vlen(dt)
     vec = all(_aligned(x, V) for x in (g, h, db)) and (not at or (_aligned(a, V)
                                                                  and _aligned(da, V)))

@@ -15,7 +15,14 @@ array; each function below has the public function's signature (without
   are CuPy arrays: they are small next to the signal.
 * The result is on the signal's device, computed on the current stream; nothing
   is synchronised except where a check needs one boolean on the host (``ema``'s
-  missing-value check, the ``EMAState`` weight checks).
+  missing-value check and, with a state, its weight checks; the checks of a
+  ``DiagonalSSM`` state).
+* Argument checks and parameter resolution are the CPU front-ends' own helpers
+  (``_ema._check_args``/``_decay_params``, ``DiagonalSSM._filter_shape``/
+  ``_computed_modes``, ``_lfilter._coef_array``/``_normalized``/``_sos_array``).
+* Kernel launches pass ``np.int64``/``np.int32`` scalars matching each kernel's
+  ``long long``/``int`` parameters and arrays of the kernel's dtype (checked by
+  ``tests/test_cuda_plan.py`` against the signatures in the sources).
 * Layout: the time axis is moved last; when that view is not rows of unit time
   stride with one row stride, the signal is copied once
   (``cupy.ascontiguousarray``). Results are allocated with time last and
@@ -25,8 +32,6 @@ array; each function below has the public function's signature (without
 """
 
 from __future__ import annotations
-
-import numbers
 
 import numpy as np
 
@@ -263,14 +268,6 @@ def linear_recurrence_backward(a, h, g, *, axis=-1, zi=None, dzf=None):
 
 # -------------------------------------------------------------------------------- ema
 
-def _ema_alpha(com, span, halflife, alpha):
-    """pandas' smoothing factor(s) on the host (NumPy), with pandas' checks."""
-    from .._ema import _center_of_mass
-
-    comv = _center_of_mass(_host(com), _host(span), _host(halflife), _host(alpha))
-    return 1.0 / (1.0 + comv)
-
-
 def ema(x, alpha=None, *, com=None, span=None, halflife=None, times=None, adjust=False,
         ignore_na=False, min_periods=0, axis=-1, zi=None, return_zf=False, out=None):
     """``iirssm.ema`` for CuPy signals (ema.cu).
@@ -289,19 +286,8 @@ def ema(x, alpha=None, *, com=None, span=None, halflife=None, times=None, adjust
     _reject_pandas(x, "x", "ema")
     x = _signal(x, "x", "ema", (("alpha", alpha), ("com", com), ("span", span),
                                 ("halflife", halflife), ("times", times), ("zi", zi)))
-    if isinstance(min_periods, bool) or not isinstance(min_periods, numbers.Integral) \
-            or min_periods < 0:
-        raise ValueError(f"min_periods must be an integer >= 0; got {min_periods!r}")
+    dtype, rdtype = E._check_args(x, alpha, com, span, halflife, times, min_periods)
     times_given = times is not None
-    coef_named = [(n, v) for n, v in (("alpha", alpha), ("com", com), ("span", span))
-                  if v is not None]
-    if halflife is not None and E._is_timedelta(halflife):
-        if not times_given:
-            raise ValueError("a timedelta halflife needs times= (datetime timestamps)")
-    else:
-        coef_named.append(("halflife", halflife))
-    dtype = compute_dtype(("x", x), *coef_named, real_only=("alpha", "com", "span", "halflife"))
-    rdtype = real_dtype(dtype)
     if x.ndim == 0:
         raise ValueError("x must have at least one dimension (time)")
     axis = normalize_axis(axis, x.ndim)
@@ -327,7 +313,7 @@ def ema(x, alpha=None, *, com=None, span=None, halflife=None, times=None, adjust
         last_time = zi.last_time
         fresh = cp.isnan(mean0)
         has_state = True
-        if times_given and last_time is None and bool((~fresh).any()):
+        if times_given and last_time is None and bool(cp.isfinite(mean0).any()):
             raise ValueError("zi has no last_time: continuing a times= EMA needs the state "
                              "returned by return_zf=True with times")
     else:
@@ -341,48 +327,31 @@ def ema(x, alpha=None, *, com=None, span=None, halflife=None, times=None, adjust
         fresh = cp.isnan(mean0)
         has_state = True
     if has_state:
-        if not adjust and bool((wt0[~fresh] != 1).any()):
+        off = wt0 != 1          # (no boolean-mask indexing: one reduction, one sync each)
+        if not adjust and bool((off & ~fresh).any()):
             raise NotImplementedError(
                 "ema on the CUDA backend: continuing adjust=False from an EMAState whose "
                 "weight is not 1 (a state left by missing values) runs on the CPU backend only")
-        if bool((wt0[fresh] != 1).any()):
+        if bool((off & fresh).any()):
             raise NotImplementedError(
                 "ema on the CUDA backend: an EMAState with a weight but no average is not "
                 "supported on the GPU; use the CPU backend")
 
     # ---- decays (host): al = new-observation weight, d = decay per step
+    al, deltas, new_last = E._decay_params(
+        _host(alpha), _host(com), _host(span), _host(halflife), _host(times), adjust, L,
+        _host(last_time) if last_time is not None else None)
+    al = np.asarray(al, dtype=np.float64)
     if times_given:
-        others = [(n, v) for n, v in (("com", com), ("span", span), ("alpha", alpha))
-                  if v is not None]
-        if others and not adjust:
-            raise ValueError("with times= and adjust=False only halflife may be given "
-                             f"(as in pandas); got {[n for n, _ in others]} too")
-        if len(others) > 1:
-            raise ValueError("com, span and alpha are mutually exclusive; got "
-                             f"{[n for n, _ in others]}")
-        deltas, new_last = E._time_deltas(_host(times), halflife, L,
-                                          _host(last_time) if last_time is not None else None)
-        if others:
-            n = others[0][0]
-            al = _ema_alpha(com if n == "com" else None, span if n == "span" else None, None,
-                            alpha if n == "alpha" else None)
-        else:
-            al = np.float64(0.5)
-        al = np.asarray(al, dtype=np.float64)
         dl = _time_axis(deltas, x.ndim, axis)
         if adjust:
             d_host = (1.0 - al) ** dl
         else:
-            c_host = -np.expm1(dl * np.log(1.0 - al))
+            c_host = -np.expm1(dl * np.log(1.0 - al))     # 1 - 0.5**delta, as on the CPU
+    elif adjust:
+        d_host = 1.0 - al
     else:
-        if halflife is not None and E._is_timedelta(halflife):
-            raise ValueError("a timedelta halflife needs times=")
-        al = np.asarray(_ema_alpha(com, span, halflife, alpha), dtype=np.float64)
-        new_last = None
-        if adjust:
-            d_host = 1.0 - al
-        else:
-            c_host = al
+        c_host = al
 
     res, y2, finish = fr.output(dtype, out, (("x", x),))
     if R == 0:
@@ -399,7 +368,9 @@ def ema(x, alpha=None, *, com=None, span=None, halflife=None, times=None, adjust
         # in float64 on the device; the gain is 1/W.
         d_rows = fr.coef(cp.asarray(np.asarray(d_host, dtype=np.float64)), "alpha")
         w0 = cp.where(fresh, 0.0, wt0.astype(np.float64))
-        shared = d_rows.shape[0] == 1 and bool((w0 == w0[0]).all())
+        # one W row for all when the decays and the starting weights are shared (a fresh
+        # start: every w0 is 0, no need to ask the device)
+        shared = d_rows.shape[0] == 1 and (not has_state or bool((w0 == w0[0]).all()))
         Rw = 1 if shared else R
         ones = cp.ones((Rw, L), dtype=np.float64)
         W = cp.empty((Rw, L), dtype=np.float64)
@@ -417,17 +388,31 @@ def ema(x, alpha=None, *, com=None, span=None, halflife=None, times=None, adjust
             "ema on the CUDA backend: x contains missing values (NaN or inf); pandas' "
             "missing-value rules (and ignore_na) run on the CPU backend only - filter "
             "cupy.asnumpy(x) there")
-    minp = max(int(min_periods), 1)
-    if minp > 1:
-        first_ok = cp.clip(minp - 1 - cnt0, 0, L)
-        mask = cp.arange(L)[None, :] < first_ok[:, None]
-        y2[mask] = np.nan
+    _blank_min_periods(y2, cnt0, max(int(min_periods), 1))
     y = finish()
     if not return_zf:
         return y
     st = E.EMAState(fr.state_out(hf.reshape(R, 1)), fr.state_out(wt_end.reshape(R, 1)),
                     fr.state_out((cnt0 + L).reshape(R, 1)), new_last)
     return y, st
+
+
+def _blank_min_periods(y2, cnt0, minp):
+    """NaN where a row has fewer than ``minp`` observations (``cnt0`` before this chunk).
+
+    Only the first ``min(minp - 1, L)`` columns can be blanked: they are rewritten
+    through a slice of the rows view (``y2`` may be a strided view of ``out``), with
+    no boolean-mask scatter and no host synchronisation.
+    """
+    cp = _cp()
+    R, L = y2.shape
+    k = min(minp - 1, L)
+    if k <= 0:
+        return
+    first_ok = cp.clip(minp - 1 - cnt0, 0, L)                 # (R,) samples to blank
+    head = y2[:, :k]
+    blank = cp.arange(k)[None, :] < first_ok[:, None]
+    head[...] = cp.where(blank, y2.dtype.type(np.nan), head)
 
 
 def _time_axis(v, ndim, axis):
@@ -661,21 +646,7 @@ def diagonal_ssm_filter(ssm, u, axis=-1, zi=None, return_zf=False, method="scan"
     rdt = real_dtype(dtype)
     if u.dtype.kind not in "biufc":
         raise TypeError(f"u must hold real or complex numbers; got dtype {u.dtype}")
-    if u.ndim == 0:
-        raise ValueError("u is a scalar: it needs a time axis")
-    ax = normalize_axis(axis, u.ndim)
-    L = u.shape[ax]
-    if L == 0:
-        raise ValueError(f"u has no samples along axis {ax} (shape {u.shape})")
-    other = u.shape[:ax] + u.shape[ax + 1:]
-    try:
-        nontime = np.broadcast_shapes(other, ssm.bank_shape)
-    except ValueError:
-        raise ValueError(f"the system's bank shape {ssm.bank_shape} does not broadcast "
-                         f"against u's non-time shape {other} (u {u.shape}, axis {ax})") from None
-    nd = len(nontime) + 1
-    oax = nd - (u.ndim - ax)
-    oshape = nontime[:oax] + (L,) + nontime[oax:]
+    ax, L, nontime, nd, oax, oshape = ssm._filter_shape(u.shape, axis)
     cin = u.dtype.kind == "c"
     real_path = ssm.is_real and not cin
     cdt = np.result_type(rdt, np.complex64)
@@ -719,18 +690,8 @@ def diagonal_ssm_filter(ssm, u, axis=-1, zi=None, return_zf=False, method="scan"
                           cp.asarray(rows(kv)).astype(ydt), None)
         return finish()
     # ---- modes computed by the kernel (conjugate pairs once on the real path)
-    sel, mult = ssm._plan(real_path)
+    sel, safe, lam, beta, wgt, gain = ssm._computed_modes(real_path)   # as on the CPU
     M = sel.shape[1]
-    flatp = ssm._poles.reshape(nb, N)
-    safe = np.where(sel < 0, 0, sel)
-    brow = np.arange(nb)[:, None]
-    lam = np.where(sel < 0, 0, flatp[brow, safe]) if N else np.zeros((nb, 0))
-    Bm = np.where(sel < 0, 0, ssm._B.reshape(nb, N)[brow, safe]) if N else lam
-    Cm = np.where(sel < 0, 0, ssm._C.reshape(nb, N)[brow, safe]) if N else lam
-    has_b = Bm != 0
-    beta = has_b.astype(np.float64)
-    wgt = Cm * mult * np.where(has_b, Bm, 1.0)
-    gain = np.where(has_b, Bm, 1.0)                   # h = gain * g
     if zi is None:
         z = cp.zeros((R, S), dtype=cdt)
     else:
