@@ -5,8 +5,6 @@ Arrays are CuPy rows as in ``_rec``. CuPy is imported inside the functions only.
 
 from __future__ import annotations
 
-import numpy as np
-
 from ._compile import expr, get_function, register
 from ._plan import NT, ctype, i32, i64, is_aligned, vlen
 from ._rec import NULL, _rs

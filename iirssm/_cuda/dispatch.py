@@ -634,7 +634,6 @@ def diagonal_ssm_filter(ssm, u, axis=-1, zi=None, return_zf=False, method="scan"
     parameters (``R x modes`` complex values) are prepared on the host and copied
     to the device. One block per row: parallel over rows, not in time.
     """
-    from .._ssm import PAIR_RTOL  # noqa: F401  (same pairing rules as the CPU path)
     from . import _filters
 
     cp = _cp()
