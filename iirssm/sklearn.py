@@ -40,10 +40,10 @@ from sklearn.base import BaseEstimator, OneToOneFeatureMixin, TransformerMixin
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from ._cpu.features import bank_kernel as _bank_kernel, pool_kernel as _pool_kernel
+from ._cpu.features import bank_kernel as _bank_kernel
+from ._cpu.features import selective_bank_kernel as _selective_bank_kernel
 from ._ema import ema
 from ._lfilter import filtfilt, lfilter, sosfilt, sosfiltfilt
-from ._selective import SelectiveSSM
 
 __all__ = ["EMASmoother", "IIRFilter", "FilterBankFeatures", "SelectiveFeatures"]
 
@@ -758,77 +758,118 @@ class FilterBankFeatures(_BankBase):
 
 
 # =========================================================================== selective SSMs
+_THETA = float(np.log(np.expm1(1.0)))   # softplus(_THETA) == 1: delta_t == dt at v_t == 0
 
-def _softplus_inv(x):
-    return x + np.log(-np.expm1(-x))
+
+def _stratified_loguniform(rng, m, lo, hi):
+    """``m`` values log-uniform in ``[lo, hi]``, one in each of ``m`` equal log-strata, shuffled."""
+    if m == 0:
+        return np.zeros(0)
+    pos = (rng.permutation(m) + rng.uniform(size=m)) / m
+    return np.exp(np.log(lo) + pos * (np.log(hi) - np.log(lo)))
 
 
 class SelectiveFeatures(_BankBase):
     """Random selective SSMs (Mamba's Δ, B, C computed from the input) as a feature bank.
 
-    The spirit of MiniRocket's random kernels, with selective filters: the series
-    (and its differences), standardised with the training data's scale, are mixed
-    by a random sparse projection into ``n_kernels`` input channels; a
-    :class:`iirssm.SelectiveSSM` with random projections then computes, from the
-    input at every sample, each channel's time step Δ (through a softplus, around a
-    base time step log-uniform so that the channels' time scales span
-    ``min_timescale`` .. the series' length) and the shared ``B`` and ``C`` of its
-    ``d_state`` modes. Each channel's output is pooled as in
-    :class:`FilterBankFeatures` (PPV against biases drawn from training outputs,
-    mean, maximum, last value).
+    The spirit of MiniRocket's random kernels, with selective filters. Each of
+    ``n_kernels`` kernels reads one signal (a channel, or for 3-D input the sum of a
+    random subset of channels, differenced 0, 1 or 2 times as in
+    :class:`FilterBankFeatures`; each signal centred and scaled with the training
+    data's mean and standard deviation) and runs it through a selective SSM of
+    ``d_state`` modes, whose parameters at every sample ``t`` are computed from the
+    kernel's input ``v_t``, as in :class:`iirssm.SelectiveSSM`:
+
+    * time step ``Δ_t = dt · softplus(θ + a·v_t)`` (``θ = softplus⁻¹(1)``, so
+      ``Δ_t = dt`` where ``v_t = 0``), the base step ``dt = 1/τ`` with the kernel's
+      time scale ``τ`` drawn log-uniformly (stratified) over the series' length;
+    * input matrix ``B_tn = -A_n (1 + b_n·v_t)`` (the ``-A_n`` gives every mode unit
+      gain at zero frequency), zero-order hold: ``Ā_tn = exp(Δ_t A_n)``,
+      ``h_tn = Ā_tn h_t-1,n + (1 - Ā_tn)(1 + b_n v_t) v_t``;
+    * read-out ``C_tn = c_n + c'_n·v_t``, ``y_t = Σ_n C_tn h_tn`` (``2 Re`` for
+      complex modes).
+
+    Half the kernels have S4D-real modes ``A_n = -n`` (exponential smoothers at time
+    scales ``τ/n``), half S4D-Lin modes ``A_n = -1/2 + iπn`` (damped resonators of
+    period ``2τ/n``). ``a``, ``b``, ``c'`` are random with scale ``selectivity``;
+    ``c`` is standard normal. The modes start in the steady state of the first
+    sample. Every mode is pooled, not only the read-out: for real modes ``h_n``
+    (lowpass) and ``v - h_n`` (highpass), for complex ones ``Re h_n``, ``Im h_n`` and
+    ``|h_n|``, and ``y`` for both, each as MiniRocket pools its convolutions:
+    proportion of values above each of ``n_biases`` biases drawn from training
+    outputs (PPV), mean, maximum and last value.
 
     Parameters
     ----------
-    n_kernels : int, default=128
-        Channels of the selective SSM (outputs pooled).
-    d_state : int, default=8
-        States per channel (``A = -(1 .. d_state)``, S4D-real as in Mamba).
-    differences : sequence of int, default=(0, 1)
-        Differences of each channel fed to the SSM (as in FilterBankFeatures).
+    n_kernels : int, default=24
+        Number of selective SSMs (spread evenly over ``differences``, half real and
+        half complex).
+    d_state : int, default=6
+        Modes per kernel.
+    differences : sequence of int, default=(0, 1, 2)
+        Differences of each channel the kernels read (as in FilterBankFeatures).
     min_timescale : float, default=1.0
-        Shortest base time scale, in samples.
-    selectivity : float, default=1.0
-        Scale of the random weights that make Δ depend on the input (0: fixed time
-        steps; B and C always depend on the input, as in Mamba).
-    n_biases : int, default=12
+        Shortest base time scale of a real kernel, in samples (complex kernels:
+        their highest mode's period is at least ``3 * min_timescale``).
+    selectivity : float, default=0.5
+        Scale of the random weights that make Δ, B and C depend on the input (0:
+        a fixed, linear filter bank).
+    n_biases : int, default=16
+        PPV biases per output.
     pooling : sequence of str, default=("ppv", "mean", "max", "last")
     random_state : int, RandomState instance or None, default=None
+        Seeds the kernels, channel subsets and biases.
     n_jobs : int, optional
-        Threads (over cases and channels) for the selective-scan and pooling
-        kernels. ``None``: one thread.
+        Threads (over cases) for the kernel. ``None``: one thread.
 
     Attributes
     ----------
-    ssm_ : iirssm.SelectiveSSM
-        The random selective SSM.
-    input_weights_ : ndarray, shape (n_kernels, n_signals)
-        The sparse projection of the (standardised) signals into the SSM's channels.
-    signal_scale_ : ndarray, shape (n_signals,)
-        Training standard deviation of each signal (channel x difference).
+    kernel_signals_ : list of tuple of int
+        Signals each kernel sums (signal ``c * len(differences) + j`` is channel
+        ``c`` differenced ``differences[j]`` times).
+    kernel_complex_ : ndarray of bool, shape (n_kernels,)
+        S4D-Lin (True) or S4D-real (False) modes.
+    timescales_ : ndarray, shape (n_kernels,)
+        ``τ`` of each kernel (samples); ``dt = 1/τ``.
+    A_ : ndarray of complex, shape (n_kernels, d_state)
+        Continuous-time poles for ``Δ = 1`` (``-n`` or ``-1/2 + iπn``).
+    delta_weights_ : ndarray, shape (n_kernels,)
+        ``a`` of each kernel.
+    B_weights_, C_bias_, C_weights_ : ndarray, shape (n_kernels, d_state)
+        ``b``, ``c`` and ``c'``.
+    signal_mean_, signal_scale_ : ndarray, shape (n_signals,)
+        Training mean and standard deviation of each signal (channel x difference).
     outputs_ : list of str
-        ``"k{j}"`` for each SSM channel.
-    biases_ : ndarray, shape (n_kernels, n_biases)
+        Name of every pooled output: ``"k3_h1"`` (kernel 3, mode 1), ``"k3_hp1"``
+        (input minus mode 1), ``"k4_re0"``, ``"k4_im0"``, ``"k4_abs0"``, ``"k3_y"``.
+    biases_ : ndarray, shape (n_outputs, n_biases)
     n_features_out_ : int
     n_features_in_, feature_names_in_, n_timepoints_in_, n_channels_in_, input_ndim_
         As for :class:`EMASmoother`.
 
     Notes
     -----
-    The SSM runs through :func:`iirssm.selective_scan` (fused, parallel over cases
-    and channels) on chunks of cases; its output is pooled by a Numba kernel.
+    One fused Numba kernel per case runs the SSMs block by block (128 samples) and
+    pools each block straight away, so nothing of size ``(n_outputs,
+    n_timepoints)`` is formed; per sample and kernel it costs two exponentials and a
+    logarithm (a sine and cosine more for complex modes), and the modes' powers
+    ``Ā_n = Ā_1^n`` (real) or ``e^{-Δ/2}(e^{iπΔ})^n`` (complex) by multiplication.
+    Each mode equals :func:`iirssm.selective_scan` with ``discretization="zoh"``
+    (tested).
 
     Examples
     --------
     >>> import numpy as np
     >>> from iirssm.sklearn import SelectiveFeatures
     >>> X = np.random.default_rng(0).standard_normal((5, 60))
-    >>> F = SelectiveFeatures(n_kernels=16, random_state=0).fit_transform(X)
-    >>> F.shape
-    (5, 240)
+    >>> est = SelectiveFeatures(n_kernels=4, d_state=2, n_biases=4, random_state=0)
+    >>> F = est.fit_transform(X)
+    >>> F.shape, est.outputs_[:3]
+    ((5, 154), ['k0_h0', 'k0_h1', 'k0_hp0'])
     """
 
-    def __init__(self, n_kernels=128, d_state=8, *, differences=(0, 1), min_timescale=1.0,
-                 selectivity=1.0, n_biases=12, pooling=("ppv", "mean", "max", "last"),
+    def __init__(self, n_kernels=24, d_state=6, *, differences=(0, 1, 2), min_timescale=1.0,
+                 selectivity=0.5, n_biases=16, pooling=("ppv", "mean", "max", "last"),
                  random_state=None, n_jobs=None):
         self.n_kernels = n_kernels
         self.d_state = d_state
@@ -857,7 +898,7 @@ class SelectiveFeatures(_BankBase):
         return D, N, diffs, lo, float(sel), K, pooling
 
     def fit(self, X, y=None):
-        """Draw the random SSM and the biases, and learn the signals' scale.
+        """Draw the random SSMs and the biases, and learn the signals' mean and scale.
 
         Parameters
         ----------
@@ -872,55 +913,98 @@ class SelectiveFeatures(_BankBase):
         X = _validate_X(self, X, reset=True)
         rng = check_random_state(self.random_state)
         n, L = X.shape[0], X.shape[-1]
+        C = self.n_channels_in_
+        nd = len(diffs)
         self._diffs = diffs
-        U = _difference_signals(_as_3d(X), diffs)
-        S = U.shape[1]
-        scale = U.astype(np.float64).std(axis=(0, 2))
+        U = _difference_signals(_as_3d(X), diffs).astype(np.float64)
+        self.signal_mean_ = U.mean(axis=(0, 2))
+        scale = U.std(axis=(0, 2))
         self.signal_scale_ = np.where(scale > 0, scale, 1.0)
-        # Sparse input projection: each channel reads 1 or 2 signals with random signs.
-        W = np.zeros((D, S))
-        for d in range(D):
-            k = 1 if S == 1 else int(rng.randint(1, 3))
-            W[d, rng.choice(S, k, replace=False)] = rng.choice([-1.0, 1.0], k)
-        self.input_weights_ = W
-        # The SSM: base time steps log-uniform, A = -(1..N): slowest mode's time scale
-        # 1/dt spans [min_timescale, L], the fastest is N times shorter.
-        hi = max(lo, float(L))
-        dt = 1.0 / np.exp(rng.uniform(np.log(lo), np.log(hi), D))
-        dt = np.minimum(dt, 1.0)
-        R = max(1, int(np.ceil(D / 16)))
-        xw = rng.standard_normal((R + 2 * N, D)) / np.sqrt(D)
-        xw[:R] *= sel
-        dtw = rng.standard_normal((D, R)) / np.sqrt(R)
-        A_log = np.log(np.tile(np.arange(1, N + 1, dtype=np.float64), (D, 1)))
-        self.ssm_ = SelectiveSSM(xw, dtw, _softplus_inv(dt), A_log, np.ones(D))
+        # Kernels: difference j = k % nd; within a difference alternately real and
+        # complex; time scales stratified log-uniform within each (difference, kind).
+        ks = np.arange(D)
+        jdiff = ks % nd
+        cplx = (ks // nd) % 2 == 1
+        tau = np.empty(D)
+        for j in range(nd):
+            for c in (False, True):
+                sel_k = ks[(jdiff == j) & (cplx == c)]
+                if c:   # fundamental period 2 tau in [3 N lo, 2 L / 2]
+                    a, b = 1.5 * N * lo, max(1.5 * N * lo, L / 2.0)
+                else:
+                    a, b = lo, max(lo, L / 2.0)
+                tau[sel_k] = _stratified_loguniform(rng, sel_k.size, a, b)
+        sizes = _subset_sizes(rng, D, C) if C > 1 else np.ones(D, int)
+        sigs, ptr = [], [0]
+        for k in range(D):
+            chans = np.sort(rng.choice(C, sizes[k], replace=False)) if C > 1 else [0]
+            sigs.extend(int(c) * nd + int(jdiff[k]) for c in chans)
+            ptr.append(len(sigs))
+        self._k_ptr = np.asarray(ptr, dtype=np.intp)
+        self._k_sig = np.asarray(sigs, dtype=np.intp)
+        self.kernel_signals_ = [tuple(sigs[ptr[k]:ptr[k + 1]]) for k in range(D)]
+        self.kernel_complex_ = cplx
+        self.timescales_ = tau
+        nn = np.arange(N, dtype=np.float64)
+        self.A_ = np.where(cplx[:, None], -0.5 + 1j * np.pi * (nn + 1), -(nn + 1) + 0j)
+        self.delta_weights_ = sel * rng.standard_normal(D)
+        self.B_weights_ = sel * rng.standard_normal((D, N))
+        self.C_bias_ = rng.standard_normal((D, N))
+        self.C_weights_ = sel * rng.standard_normal((D, N))
+        names, row_ptr = [], [0]
+        for k in range(D):
+            if cplx[k]:
+                rows = [f"re{m}" for m in range(N)] + [f"im{m}" for m in range(N)] \
+                    + [f"abs{m}" for m in range(N)]
+            else:
+                rows = [f"h{m}" for m in range(N)] + [f"hp{m}" for m in range(N)]
+            names += [f"k{k}_{r}" for r in rows + ["y"]]
+            row_ptr.append(len(names))
+        self._row_ptr = np.asarray(row_ptr, dtype=np.intp)
+        self.outputs_ = names
         self._pooling = pooling
         self._offsets, _ = _pooling_layout(K, pooling)
-        self.outputs_ = [f"k{d}" for d in range(D)]
+        F = len(names)
         if K:
             m = min(n, 32)
             idx = np.sort(rng.choice(n, m, replace=False))
             with _threads(_n_threads(self.n_jobs)):
-                Z = self._outputs(X[idx])
-            self.biases_ = _quantile_biases(Z, _bias_levels(rng, D, K), rng).astype(X.dtype)
+                Z = self._run(X[idx], np.zeros((F, 0), X.dtype), full=True)
+            self.biases_ = _quantile_biases(Z, _bias_levels(rng, F, K), rng).astype(X.dtype)
         else:
-            self.biases_ = np.zeros((D, 0), dtype=X.dtype)
-        self._names_out = self._pool_names(self.outputs_)
+            self.biases_ = np.zeros((F, 0), dtype=X.dtype)
+        self._names_out = self._pool_names(names)
         self.n_features_out_ = len(self._names_out)
         return self
 
-    def _outputs(self, X):
+    def _run(self, X, biases, full):
         dt = X.dtype
-        U = _difference_signals(_as_3d(X), self._diffs)
-        W = (self.input_weights_ / self.signal_scale_[None, :]).astype(dt)
-        u = np.einsum("ds,nsl->ndl", W, U)
-        ssm = self.ssm_
-        if ssm.dtype != dt:
-            ssm = SelectiveSSM(*(getattr(ssm, k).astype(dt) for k in SelectiveSSM._FIELDS))
-        return ssm.filter(u)
+        U = np.ascontiguousarray(_difference_signals(_as_3d(X), self._diffs))
+        n, L = X.shape[0], X.shape[-1]
+        F = len(self.outputs_)
+        if full:
+            Z = np.empty((n, F, L), dtype=dt)
+            pooled = np.empty((0, 0), dtype=dt)
+        else:
+            Z = np.empty((0, 0, 0), dtype=dt)
+            pooled = np.empty((n, self.n_features_out_), dtype=dt)
+        D = self.timescales_.size
+
+        def c(a):
+            return np.ascontiguousarray(a, dtype=dt)
+
+        _selective_bank_kernel(
+            U, self._k_ptr, self._k_sig, c(1.0 / self.signal_scale_), c(self.signal_mean_),
+            self.kernel_complex_.astype(np.int8), c(1.0 / self.timescales_),
+            c(np.full(D, _THETA)), c(self.delta_weights_), c(self.B_weights_),
+            c(self.C_bias_), c(self.C_weights_), self._row_ptr, c(biases), self._offsets,
+            pooled, Z)
+        return Z if full else pooled
 
     def filter_outputs(self, X):
-        """The SSM's outputs before pooling, ``(n_cases, n_kernels, n_timepoints)``.
+        """The bank's outputs before pooling, ``(n_cases, len(outputs_), n_timepoints)``.
+
+        For inspection and plots; ``transform`` pools them without forming this array.
 
         Parameters
         ----------
@@ -933,7 +1017,7 @@ class SelectiveFeatures(_BankBase):
         check_is_fitted(self)
         X = _validate_X(self, X, reset=False)
         with _threads(_n_threads(self.n_jobs)):
-            return self._outputs(X)
+            return self._run(X, np.zeros((len(self.outputs_), 0), X.dtype), full=True)
 
     def transform(self, X):
         """Pooled selective-SSM features.
@@ -945,16 +1029,9 @@ class SelectiveFeatures(_BankBase):
         Returns
         -------
         ndarray, shape (n_cases, n_features_out_)
+            float32 for float32 input, else float64.
         """
         check_is_fitted(self)
         X = _validate_X(self, X, reset=False)
-        n = X.shape[0]
-        D = self.biases_.shape[0]
-        out = np.empty((n, self.n_features_out_), dtype=X.dtype)
-        # Chunks of cases bound the memory of the SSM's output (about 32 MB per chunk).
-        step = max(1, int(4e6 // max(1, D * X.shape[-1])))
         with _threads(_n_threads(self.n_jobs)):
-            for i in range(0, n, step):
-                Z = self._outputs(X[i:i + step])
-                _pool_kernel(Z, self.biases_, self._offsets, out[i:i + step])
-        return out
+            return self._run(X, self.biases_, full=False)

@@ -135,6 +135,10 @@ def test_filter_input_not_modified_and_output_not_aliased(rng):
     (FilterBankFeatures(n_channel_combinations=0), "n_channel_combinations"),
     (SelectiveFeatures(n_kernels=0), "n_kernels"),
     (SelectiveFeatures(selectivity=-1.0), "selectivity"),
+    (SelectiveFeatures(d_state=0), "d_state"),
+    (SelectiveFeatures(min_timescale=0.0), "min_timescale"),
+    (SelectiveFeatures(differences=(0, 0)), "differences"),
+    (SelectiveFeatures(n_biases=0), "n_biases is 0"),
 ])
 def test_bad_parameters_fail_in_fit(rng, est, match):
     with pytest.raises((ValueError, TypeError), match=match):
@@ -298,23 +302,99 @@ def test_features_pandas_output(rng):
 
 # --------------------------------------------------------------------------- selective
 
-def test_selective_outputs_equal_selective_scan(rng):
-    X = _series(rng, (4, 2, 50))
-    est = SelectiveFeatures(n_kernels=6, d_state=3, n_biases=4, random_state=2).fit(X)
+def _selective_reference(X, est):
+    """Every output of SelectiveFeatures from iirssm.selective_scan (zoh), one mode at a time."""
+    X3 = X[:, None] if X.ndim == 2 else X
+    U = np.concatenate([np.asarray(X3, dtype=np.float64)[:, :, None]]
+                       + [np.diff(X3, n=1, axis=-1, prepend=X3[..., :1])[:, :, None]]
+                       + [np.diff(np.diff(X3, axis=-1, prepend=X3[..., :1]), axis=-1,
+                                  prepend=np.zeros_like(X3[..., :1]))[:, :, None]],
+                       axis=2)[:, :, list(est.differences)]
+    n, L = U.shape[0], U.shape[-1]
+    U = U.reshape(n, -1, L)                       # signal c * nd + j
+    Usd = (U - est.signal_mean_[:, None]) / est.signal_scale_[:, None]
+    theta = np.log(np.expm1(1.0))
+    out = []
+    for k, sigs in enumerate(est.kernel_signals_):
+        v = Usd[:, list(sigs)].sum(axis=1)[:, None]          # (n, 1, L)
+        A = est.A_[k][None] / est.timescales_[k]              # dt * A
+        N = A.shape[1]
+        cx = bool(est.kernel_complex_[k])
+        if not cx:
+            A = A.real
+        B = -A[0][None, None, :, None] * (1 + est.B_weights_[k][None, None, :, None]
+                                          * v[:, :, None])   # (n, 1, N, L)
+        h0 = ((1 + est.B_weights_[k][None, None] * v[:, :, :1]) * v[:, :, :1]).astype(A.dtype)
+
+        def scan(C, v=v, A=A, B=B, h0=h0, k=k):
+            return iirssm.selective_scan(v, est.delta_weights_[k] * v, A, B, C,
+                                         delta_bias=[theta], delta_softplus=True,
+                                         initial_state=h0, discretization="zoh")[:, 0]
+
+        eye = np.eye(N)
+        if cx:
+            re = [scan(0.5 * eye[m][None]) for m in range(N)]
+            im = [scan(-0.5j * eye[m][None]) for m in range(N)]
+            rows = re + im + [np.hypot(a, b) for a, b in zip(re, im)]
+        else:
+            h = [scan(eye[m][None]) for m in range(N)]
+            rows = h + [v[:, 0] - hm for hm in h]
+        C = est.C_bias_[k][None, :, None] + est.C_weights_[k][None, :, None] * v
+        rows.append(scan(C))
+        out += rows
+    return np.stack(out, axis=1)
+
+
+@pytest.mark.parametrize("shape, diffs", [((4, 90), (0, 1, 2)), ((3, 3, 50), (1, 0))])
+def test_selective_outputs_equal_selective_scan(rng, shape, diffs):
+    X = _series(rng, shape) + 0.3
+    est = SelectiveFeatures(n_kernels=8, d_state=3, differences=diffs, n_biases=4,
+                            random_state=2).fit(X)
     Z = est.filter_outputs(X)
-    U = np.concatenate([X[:, :, None], np.diff(X, axis=-1, prepend=X[..., :1])[:, :, None]],
-                       axis=2).reshape(4, 4, 50)          # channel-major, then difference
-    u = np.einsum("ds,nsl->ndl", est.input_weights_ / est.signal_scale_, U)
-    ssm = est.ssm_
-    dbl = np.einsum("rd,bdl->brl", ssm.x_proj_weight, u)
-    R, N = ssm.dt_rank, ssm.d_state
-    delta = np.einsum("dr,brl->bdl", ssm.dt_proj_weight, dbl[:, :R])
-    ref = iirssm.selective_scan(u, delta, ssm.A, dbl[:, R:R + N], dbl[:, R + N:], ssm.D,
-                                delta_bias=ssm.dt_proj_bias, delta_softplus=True)
-    assert_close(Z, ref, np.float64, rtol=1e-9, atol=1e-9)
-    assert_close(est.transform(X), _pool_reference(Z, est.biases_))
-    assert est.input_weights_.shape == (6, 4)
-    np.testing.assert_allclose(est.signal_scale_, U.std(axis=(0, 2)))
+    assert Z.shape == (shape[0], len(est.outputs_), shape[-1])
+    assert est.kernel_complex_.any() and not est.kernel_complex_.all()
+    assert_close(Z, _selective_reference(X, est), np.float64, rtol=1e-9, atol=1e-9)
+    F = est.transform(X)
+    assert_close(F, _pool_reference(Z, est.biases_))
+    assert F.shape == (shape[0], est.n_features_out_)
+    assert len(est.get_feature_names_out()) == F.shape[1]
+    assert np.all(np.diff(est.biases_, axis=1) >= 0)
+
+
+def test_selective_fitted_attributes_and_names(rng):
+    X = _series(rng, (6, 2, 100))
+    est = SelectiveFeatures(n_kernels=12, d_state=2, pooling=("max", "ppv"), n_biases=2,
+                            random_state=0).fit(X)
+    nd = 3
+    # every kernel reads one difference order of a subset of the channels
+    for k, sigs in enumerate(est.kernel_signals_):
+        assert len({s % nd for s in sigs}) == 1 and sigs[0] % nd == k % nd
+    assert est.kernel_complex_.tolist() == [(k // nd) % 2 == 1 for k in range(12)]
+    assert np.all((est.timescales_ >= 1.0) & (est.timescales_ <= 50.0))
+    A_real, A_lin = est.A_[~est.kernel_complex_], est.A_[est.kernel_complex_]
+    np.testing.assert_allclose(A_real, np.broadcast_to([-1.0, -2.0], A_real.shape))
+    np.testing.assert_allclose(A_lin, np.broadcast_to(-0.5 + 1j * np.pi * np.array([1, 2]),
+                                                      A_lin.shape))
+    rows = sum(3 * 2 + 1 if c else 2 * 2 + 1 for c in est.kernel_complex_)
+    assert len(est.outputs_) == rows and est.biases_.shape == (rows, 2)
+    names = est.get_feature_names_out()
+    assert list(names[:4]) == ["k0_h0_ppv0", "k0_h0_ppv1", "k0_h0_max", "k0_h1_ppv0"]
+    assert est.transform(X).shape == (6, len(names)) == (6, 3 * rows)
+    # selectivity 0: time steps and B, C independent of the input (a linear bank)
+    lin = SelectiveFeatures(n_kernels=6, d_state=2, selectivity=0.0, random_state=0).fit(X)
+    assert not lin.delta_weights_.any() and not lin.B_weights_.any()
+    Z1 = lin.filter_outputs(X)
+    X2 = 2 * X - X.mean()                                # affine input: same standardised v
+    Z2 = SelectiveFeatures(n_kernels=6, d_state=2, selectivity=0.0,
+                           random_state=0).fit(X2).filter_outputs(X2)
+    assert_close(Z1, Z2, np.float64, rtol=1e-9, atol=1e-9)
+
+
+def test_selective_input_not_modified(rng):
+    X = _series(rng, (5, 40))
+    X0 = X.copy()
+    SelectiveFeatures(n_kernels=4, d_state=2, random_state=0).fit(X).transform(X)
+    np.testing.assert_array_equal(X, X0)
 
 
 # --------------------------------------------------------------------------- pipelines

@@ -3,45 +3,19 @@
 :func:`bank_kernel` filters each case through a bank of real EMAs and damped
 complex resonators block by block and pools the outputs as it goes (PPV against
 learned biases, mean, max, last value), so the full ``(n_outputs, n_timepoints)``
-array is never formed; :func:`pool_kernel` pools outputs that were computed
-elsewhere (the selective bank). Parallel over cases.
+array is never formed; :func:`selective_bank_kernel` does the same for a bank of
+selective SSMs (time step, input and read-out matrices computed from the input at
+every sample). Parallel over cases.
 """
+
+import math
 
 import numpy as np
 
 from ._jit import jit, prange
+from .selective import _c, softplus as _softplus, vexp as _vexp
 
-__all__ = ["bank_kernel", "pool_kernel"]
-
-
-@jit(parallel=True)
-def pool_kernel(Z, biases, offsets, out):
-    """Pool ``Z`` (n, F, L) into ``out`` (n, F * P), see ``iirssm.sklearn._pooling_layout``."""
-    n, F, L = Z.shape
-    K = biases.shape[1]
-    P = out.shape[1] // F
-    for i in prange(n):
-        for f in range(F):
-            o = f * P
-            if offsets[0] >= 0:
-                for k in range(K):
-                    b = biases[f, k]
-                    c = 0
-                    for t in range(L):
-                        c += Z[i, f, t] > b
-                    out[i, o + k] = c / L
-            s = 0.0
-            mx = -np.inf
-            for t in range(L):
-                s += Z[i, f, t]
-                mx = max(mx, Z[i, f, t])
-            if offsets[1] >= 0:
-                out[i, o + offsets[1]] = s / L
-            if offsets[2] >= 0:
-                out[i, o + offsets[2]] = mx
-            if offsets[3] >= 0:
-                out[i, o + offsets[3]] = Z[i, f, L - 1]
-
+__all__ = ["bank_kernel", "selective_bank_kernel"]
 
 
 #: Time points per block of the filter-bank kernel: the block's filter outputs
@@ -178,3 +152,190 @@ def bank_kernel(U, p_real, p_re, p_im, g_cplx, out_row, ch_ptr, ch_sig, biases, 
                     pooled[i, o + offsets[2]] = smax[f]
                 if offsets[3] >= 0:
                     pooled[i, o + offsets[3]] = last[f]
+
+
+@jit(parallel=True, fma=True)
+def selective_bank_kernel(U, k_ptr, k_sig, sig_w, sig_mu, kind, dt, theta, a_w, b_w, c0_w,
+                          c1_w, row_ptr, biases, offsets, pooled, Z):
+    """A bank of selective SSMs, pooled (``pooled``) or in full (``Z``, with a time axis).
+
+    U (n, S, L): input signals. Kernel ``k`` reads ``v_t = sum_s (U[s, t] - sig_mu[s]) *
+    sig_w[s]`` over ``s`` in ``k_sig[k_ptr[k]:k_ptr[k + 1]]`` and runs ``N`` modes with
+    the per-sample time step ``delta_t = dt[k] * softplus(theta[k] + a_w[k] v_t)``,
+    zero-order hold and ``B_t = -A (1 + b_w[k, n] v_t)``, so that every mode is
+
+        h_n <- abar_n h_n + (1 - abar_n) (1 + b_w[k, n] v_t) v_t
+
+    with ``abar_n = exp(-n delta_t)`` (``kind[k] == 0``, S4D-real: ``A = -dt (1..N)``)
+    or ``exp(-delta_t / 2 + i pi n delta_t)`` (``kind[k] == 1``, S4D-Lin). States
+    start in the steady state of the first sample. Rows of kernel ``k`` (from
+    ``row_ptr[k]``): real: ``h_n`` (N), ``v - h_n`` (N), ``y``; complex: ``Re h_n``,
+    ``Im h_n``, ``|h_n|`` (N each), ``y``; ``y_t = sum_n C_tn h_n`` (real) or
+    ``2 sum_n C_tn Re h_n`` (complex) with ``C_tn = c0_w[k, n] + c1_w[k, n] v_t``.
+    ``pooled`` (n, F * P): PPV, mean, max, last as in :func:`bank_kernel`.
+    """
+    n, S, L = U.shape
+    D, N = b_w.shape
+    F = row_ptr[D]
+    K = biases.shape[1]
+    full = Z.shape[2] == L
+    T = _BLOCK
+    dty = U.dtype
+    z0 = sig_w[0]
+    one = _c(1.0, z0)
+    half = _c(0.5, z0)
+    pi = _c(np.pi, z0)
+    zero = _c(0.0, z0)
+    R = 3 * N + 1
+    for i in prange(n):
+        buf = np.empty((R, T), dtype=dty)
+        vb = np.empty(T, dtype=dty)
+        db = np.empty(T, dtype=dty)
+        rb = np.empty(T, dtype=dty)
+        gb = np.empty(T, dtype=dty)
+        qr_b = np.empty(T, dtype=dty)
+        qi_b = np.empty(T, dtype=dty)
+        pr_b = np.empty(T, dtype=dty)
+        pi_b = np.empty(T, dtype=dty)
+        hr = np.empty(N, dtype=dty)
+        hi = np.empty(N, dtype=dty)
+        cnt = np.zeros((R, K), dtype=np.int64)
+        ssum = np.zeros(R, dtype=np.float64)
+        smax = np.empty(R, dtype=np.float64)
+        last = np.zeros(R, dtype=np.float64)
+        for k in range(D):
+            r0 = row_ptr[k]
+            nr = row_ptr[k + 1] - r0
+            cx = kind[k] == 1
+            dtk = dt[k]
+            thk = theta[k]
+            ak = a_w[k]
+            s0 = k_ptr[k]
+            s1 = k_ptr[k + 1]
+            for r in range(nr):
+                for q in range(K):
+                    cnt[r, q] = 0
+                ssum[r] = 0.0
+                smax[r] = -np.inf
+            for t0 in range(0, L, T):
+                nt = min(T, L - t0)
+                # ---- the kernel's input and its time steps for this block
+                for j in range(nt):
+                    vb[j] = 0
+                for c in range(s0, s1):
+                    sg = k_sig[c]
+                    w = sig_w[sg]
+                    mu = sig_mu[sg]
+                    for j in range(nt):
+                        vb[j] += (U[i, sg, t0 + j] - mu) * w
+                if t0 == 0:
+                    v0 = vb[0]
+                    for m in range(N):
+                        hr[m] = (one + b_w[k, m] * v0) * v0
+                        hi[m] = 0
+                for j in range(nt):
+                    db[j] = dtk * _softplus(thk + ak * vb[j])
+                if cx:
+                    for j in range(nt):
+                        rb[j] = _vexp(-half * db[j])
+                else:
+                    for j in range(nt):
+                        rb[j] = _vexp(-db[j])
+                # ---- the modes: one recurrence at a time along the block (a chain of
+                # one multiply-add per sample); the rows derived from the states, the
+                # powers of the pole and the inputs are simple loops LLVM vectorises.
+                if cx:
+                    for j in range(nt):
+                        ph = pi * db[j]
+                        pr_b[j] = math.cos(ph)
+                        pi_b[j] = math.sin(ph)
+                    for j in range(nt):      # abar_1 = e^(-delta/2) e^(i pi delta)
+                        qr_b[j] = rb[j] * pr_b[j]
+                        qi_b[j] = rb[j] * pi_b[j]
+                    for j in range(nt):
+                        buf[3 * N, j] = zero
+                    for m in range(N):
+                        if m > 0:            # abar_m = abar_(m-1) e^(i pi delta)
+                            for j in range(nt):
+                                t = qr_b[j] * pr_b[j] - qi_b[j] * pi_b[j]
+                                qi_b[j] = qr_b[j] * pi_b[j] + qi_b[j] * pr_b[j]
+                                qr_b[j] = t
+                        bm = b_w[k, m]
+                        for j in range(nt):
+                            gb[j] = (one + bm * vb[j]) * vb[j]
+                        a_r = hr[m]
+                        a_i = hi[m]
+                        for j in range(nt):
+                            p_r = qr_b[j]
+                            p_i = qi_b[j]
+                            g = gb[j]
+                            nre = p_r * a_r - p_i * a_i + (one - p_r) * g
+                            a_i = p_r * a_i + p_i * a_r - p_i * g
+                            a_r = nre
+                            buf[m, j] = a_r
+                            buf[N + m, j] = a_i
+                        hr[m] = a_r
+                        hi[m] = a_i
+                        cm0 = 2 * c0_w[k, m]
+                        cm1 = 2 * c1_w[k, m]
+                        for j in range(nt):
+                            x_r = buf[m, j]
+                            x_i = buf[N + m, j]
+                            buf[2 * N + m, j] = math.sqrt(x_r * x_r + x_i * x_i)
+                            buf[3 * N, j] += (cm0 + cm1 * vb[j]) * x_r
+                else:
+                    for j in range(nt):
+                        qr_b[j] = rb[j]
+                        buf[2 * N, j] = zero
+                    for m in range(N):
+                        if m > 0:            # abar_m = abar_1^m
+                            for j in range(nt):
+                                qr_b[j] *= rb[j]
+                        bm = b_w[k, m]
+                        for j in range(nt):
+                            p = qr_b[j]
+                            gb[j] = (one - p) * ((one + bm * vb[j]) * vb[j])
+                        h = hr[m]
+                        for j in range(nt):
+                            h = qr_b[j] * h + gb[j]
+                            buf[m, j] = h
+                        hr[m] = h
+                        cm0 = c0_w[k, m]
+                        cm1 = c1_w[k, m]
+                        for j in range(nt):
+                            buf[N + m, j] = vb[j] - buf[m, j]
+                            buf[2 * N, j] += (cm0 + cm1 * vb[j]) * buf[m, j]
+                # ---- pooling of the block's rows
+                for r in range(nr):
+                    f = r0 + r
+                    s_acc = 0.0
+                    m_acc = smax[r]
+                    for j in range(nt):
+                        s_acc += buf[r, j]
+                        m_acc = max(m_acc, buf[r, j])
+                    ssum[r] += s_acc
+                    smax[r] = m_acc
+                    for q in range(K):
+                        b = biases[f, q]
+                        c_acc = 0
+                        for j in range(nt):
+                            c_acc += buf[r, j] > b
+                        cnt[r, q] += c_acc
+                    if full:
+                        for j in range(nt):
+                            Z[i, f, t0 + j] = buf[r, j]
+                    if t0 + nt == L:
+                        last[r] = buf[r, nt - 1]
+            if not full:
+                P = pooled.shape[1] // F
+                for r in range(nr):
+                    o = (r0 + r) * P
+                    if offsets[0] >= 0:
+                        for q in range(K):
+                            pooled[i, o + q] = cnt[r, q] / L
+                    if offsets[1] >= 0:
+                        pooled[i, o + offsets[1]] = ssum[r] / L
+                    if offsets[2] >= 0:
+                        pooled[i, o + offsets[2]] = smax[r]
+                    if offsets[3] >= 0:
+                        pooled[i, o + offsets[3]] = last[r]
