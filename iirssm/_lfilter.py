@@ -25,9 +25,8 @@ from . import _pandas
 from ._arraytools import (coef_to_work, finish_output, frame_of, new_output,
                           state_from_work, state_shape, state_to_work, to_work)
 from ._backend import check_backend, foreign
-from ._cpu.iir import df2t_cols, df2t_rows
+from ._cpu.iir import cascade_lanes, df2t
 from ._cpu._jit import LANES
-from ._cpu.scan import col_block
 from ._validation import as_float_array, compute_dtype, signal_array
 
 __all__ = ["lfilter", "lfilter_zi", "lfiltic", "filtfilt", "sosfilt", "sosfilt_zi",
@@ -54,19 +53,9 @@ def _run_cascade(bw, aw, x_arr, frame, dtype, z0):
     P, L, Q = frame.plq
     x3 = to_work(x_arr, frame)
     out_nd, out3 = new_output(frame, dtype)
-    S, K1 = bw.shape[:2]
-    n = P * L * Q
-    if Q == 1:
-        kern = df2t_rows.pick(n)
-        zf = kern(bw[..., 0], aw[..., 0], x3.reshape(P, L),
-                  np.ascontiguousarray(z0[..., 0]), out3.reshape(P, L))
-        zf = zf[..., None]
-    else:
-        kern = df2t_cols.pick(n)
-        zf = kern(bw, aw, x3, np.ascontiguousarray(z0.transpose(0, 3, 1, 2)), out3,
-                  col_block(P, Q))
-        zf = zf.transpose(0, 2, 3, 1)
-    return finish_output(out_nd, out3, frame), zf
+    z = np.ascontiguousarray(z0.transpose(0, 3, 1, 2)).copy()   # (P, Q, S, K), updated in place
+    df2t.pick(P * L * Q)(bw, aw, x3, z, out3, cascade_lanes(P, Q, np.dtype(dtype).itemsize))
+    return finish_output(out_nd, out3, frame), z.transpose(0, 2, 3, 1)
 
 
 def _few_rows(frame) -> bool:

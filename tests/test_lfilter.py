@@ -82,6 +82,38 @@ def test_sosfilt_matches_scipy(rng, n_sections, shape, axis, dtype, with_zi):
     assert_close(y, ry, dtype)
 
 
+# Large enough for the parallel kernel variant (>= 65536 samples) and for several
+# lane groups per job and several jobs (more channels than one group of lanes holds,
+# and a ragged last group), fixed and per-channel coefficients, both layouts.
+@pytest.mark.parametrize("kind", ["lfilter", "sosfilt", "lfilter_per_channel"])
+@pytest.mark.parametrize("shape,axis", [((150, 700), -1), ((700, 150), 0)])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_many_channels_parallel_matches_scipy(rng, kind, shape, axis, dtype):
+    x = random_array(rng, shape, dtype)
+    n_ch = shape[1 - (axis % 2)]
+    if kind == "sosfilt":
+        sos = random_sos(rng, 4).astype(dtype)
+        y, ry = iirssm.sosfilt(sos, x, axis=axis), scipy.signal.sosfilt(sos, x, axis=axis)
+    elif kind == "lfilter":
+        b, a = (c.astype(dtype) for c in random_filter(rng, 6))
+        y, ry = iirssm.lfilter(b, a, x, axis=axis), scipy.signal.lfilter(b, a, x, axis=axis)
+    else:
+        filters = [random_filter(rng, 4) for _ in range(n_ch)]
+        nb = max(len(f[0]) for f in filters)
+        B = np.zeros((nb, n_ch), dtype)
+        A = np.stack([f[1] for f in filters], axis=1).astype(dtype)
+        for k, f in enumerate(filters):
+            B[:len(f[0]), k] = f[0]
+        if axis == -1:                      # coefficients (n_coef, channels, 1): time last
+            B, A = B[:, :, None], A[:, :, None]
+        y = iirssm.lfilter(B, A, x, axis=axis)
+        ry = np.stack([scipy.signal.lfilter(B[:, k].ravel(), A[:, k].ravel(),
+                                            x[k] if axis == -1 else x[:, k])
+                       for k in range(n_ch)], axis=0 if axis == -1 else 1)
+    assert y.dtype == ry.dtype
+    assert_close(y, ry, dtype, scale=np.abs(ry).max())
+
+
 @pytest.mark.parametrize("xdt,cdt", [(np.float32, None), (np.float32, np.float32),
                                      (np.int64, None), (np.complex64, np.float32),
                                      (np.float64, np.complex64), (np.int16, np.float32)])
