@@ -15,9 +15,9 @@ aeon pins older NumPy/Numba than iirssm's test environment, so run it in a
 separate virtual environment, with its own Numba cache (so that the other
 environment's compiled kernels are not overwritten)::
 
-    python3 -m venv /tmp/aeon-venv
-    /tmp/aeon-venv/bin/pip install aeon -e .
-    NUMBA_CACHE_DIR=/tmp/aeon-numba-cache /tmp/aeon-venv/bin/python benchmarks/bench_features.py \\
+    python3 -m venv ../aeon-venv
+    ../aeon-venv/bin/pip install aeon -e .
+    NUMBA_CACHE_DIR=../aeon-numba-cache ../aeon-venv/bin/python benchmarks/bench_features.py \\
         --write docs/performance.md
 
 ``--quick`` runs one seed on three small data sets (a smoke test).

@@ -497,6 +497,27 @@ class _BankBase(TransformerMixin, BaseEstimator):
         _, pnames = _pooling_layout(self.n_biases, self._pooling)
         return [f"{o}_{p}" for o in outputs for p in pnames]
 
+    def _finish_fit(self, X, names, pooling, K, rng):
+        """Pooling layout, PPV biases and feature names, once the bank is drawn.
+
+        The biases are quantiles of each output over up to 32 random training cases.
+        """
+        self.outputs_ = names
+        self._pooling = pooling
+        self._offsets, _ = _pooling_layout(K, pooling)
+        F = len(names)
+        if K:
+            n = X.shape[0]
+            idx = np.sort(rng.choice(n, min(n, 32), replace=False))
+            with _threads(_n_threads(self.n_jobs)):
+                Z = self._run(X[idx], np.zeros((F, 0), X.dtype), full=True)
+            self.biases_ = _quantile_biases(Z, _bias_levels(rng, F, K), rng).astype(X.dtype)
+        else:
+            self.biases_ = np.zeros((F, 0), dtype=X.dtype)
+        self._names_out = self._pool_names(names)
+        self.n_features_out_ = len(self._names_out)
+        return self
+
 
 class FilterBankFeatures(_BankBase):
     """Features from a bank of exponential and damped-resonator filters, pooled as MiniRocket.
@@ -654,7 +675,7 @@ class FilterBankFeatures(_BankBase):
         R, Qf, damp, lo, hi, diffs, K, pooling, ncc = self._check_params()
         X = _validate_X(self, X, reset=True)
         rng = check_random_state(self.random_state)
-        n, L = X.shape[0], X.shape[-1]
+        L = X.shape[-1]
         C = self.n_channels_in_
         hi = max(lo, L / 2.0) if hi is None else hi
         self.timescales_ = np.geomspace(lo, hi, R)
@@ -685,23 +706,8 @@ class FilterBankFeatures(_BankBase):
         self._out_row = np.asarray(out_row, dtype=np.intp)
         self._ptr = np.asarray(ptr, dtype=np.intp)
         self._sig = np.asarray(sig, dtype=np.intp)
-        self.outputs_ = names
-        self._pooling = pooling
-        self._offsets, _ = _pooling_layout(K, pooling)
         self._diffs = diffs
-        F = len(names)
-        # Biases: quantiles of each output on one random training case.
-        if K:
-            m = min(n, 32)
-            idx = np.sort(rng.choice(n, m, replace=False))
-            with _threads(_n_threads(self.n_jobs)):
-                Z = self._run(X[idx], np.zeros((F, 0), X.dtype), full=True)
-            self.biases_ = _quantile_biases(Z, _bias_levels(rng, F, K), rng).astype(X.dtype)
-        else:
-            self.biases_ = np.zeros((F, 0), dtype=X.dtype)
-        self._names_out = self._pool_names(names)
-        self.n_features_out_ = len(self._names_out)
-        return self
+        return self._finish_fit(X, names, pooling, K, rng)
 
     # ------------------------------------------------------------------ transform
     def _run(self, X, biases, full):
@@ -912,7 +918,7 @@ class SelectiveFeatures(_BankBase):
         D, N, diffs, lo, sel, K, pooling = self._check_params()
         X = _validate_X(self, X, reset=True)
         rng = check_random_state(self.random_state)
-        n, L = X.shape[0], X.shape[-1]
+        L = X.shape[-1]
         C = self.n_channels_in_
         nd = len(diffs)
         self._diffs = diffs
@@ -961,21 +967,7 @@ class SelectiveFeatures(_BankBase):
             names += [f"k{k}_{r}" for r in rows + ["y"]]
             row_ptr.append(len(names))
         self._row_ptr = np.asarray(row_ptr, dtype=np.intp)
-        self.outputs_ = names
-        self._pooling = pooling
-        self._offsets, _ = _pooling_layout(K, pooling)
-        F = len(names)
-        if K:
-            m = min(n, 32)
-            idx = np.sort(rng.choice(n, m, replace=False))
-            with _threads(_n_threads(self.n_jobs)):
-                Z = self._run(X[idx], np.zeros((F, 0), X.dtype), full=True)
-            self.biases_ = _quantile_biases(Z, _bias_levels(rng, F, K), rng).astype(X.dtype)
-        else:
-            self.biases_ = np.zeros((F, 0), dtype=X.dtype)
-        self._names_out = self._pool_names(names)
-        self.n_features_out_ = len(self._names_out)
-        return self
+        return self._finish_fit(X, names, pooling, K, rng)
 
     def _run(self, X, biases, full):
         dt = X.dtype
