@@ -59,8 +59,8 @@ class NpyChunks:
 
     def __init__(self, path, shape=None, dtype=np.float64):
         if shape is not None:                         # create (header + sparse data)
-            m = np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=shape)
-            del m
+            # writes the header and sizes the file; the map is closed at once
+            np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=shape)._mmap.close()
         with open(path, "rb") as f:
             version = np.lib.format.read_magic(f)
             read = (np.lib.format.read_array_header_1_0 if version == (1, 0)

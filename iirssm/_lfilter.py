@@ -24,7 +24,7 @@ import numpy as np
 from . import _pandas
 from ._arraytools import (coef_to_work, finish_output, frame_of, new_output,
                           state_from_work, state_shape, state_to_work, to_work)
-from ._backend import check_backend, foreign
+from ._backend import foreign
 from ._cpu.iir import cascade_lanes, df2t
 from ._cpu._jit import LANES
 from ._validation import as_float_array, compute_dtype, signal_array
