@@ -12,10 +12,46 @@ import math
 
 import numpy as np
 
-from ._jit import jit, prange
+from ._jit import inline, jit, prange
 from .selective import _c, softplus as _softplus, vexp as _vexp
 
 __all__ = ["bank_kernel", "selective_bank_kernel"]
+
+
+@inline
+def _pool_block(z, nt, f, r, biases, ssum, smax, cnt):
+    """Add a block's ``nt`` values ``z`` of output ``f`` to the running pool slot ``r``.
+
+    Sum and max, and per bias of ``f`` the count of values above it (the PPV's
+    numerator). Each loop is a simple reduction, which LLVM vectorises.
+    """
+    s_acc = 0.0
+    m_acc = smax[r]
+    for j in range(nt):
+        s_acc += z[j]
+        m_acc = max(m_acc, z[j])
+    ssum[r] += s_acc
+    smax[r] = m_acc
+    for k in range(biases.shape[1]):
+        b = biases[f, k]
+        c_acc = 0
+        for j in range(nt):
+            c_acc += z[j] > b
+        cnt[r, k] += c_acc
+
+
+@inline
+def _write_pooled(pooled, i, o, offsets, r, cnt, ssum, smax, last, L):
+    """Write pool slot ``r`` to ``pooled[i, o:]``: PPVs, mean, max, last (by ``offsets``)."""
+    if offsets[0] >= 0:
+        for k in range(cnt.shape[1]):
+            pooled[i, o + k] = cnt[r, k] / L
+    if offsets[1] >= 0:
+        pooled[i, o + offsets[1]] = ssum[r] / L
+    if offsets[2] >= 0:
+        pooled[i, o + offsets[2]] = smax[r]
+    if offsets[3] >= 0:
+        pooled[i, o + offsets[3]] = last[r]
 
 
 #: Time points per block of the filter-bank kernel: the block's filter outputs
@@ -121,19 +157,7 @@ def bank_kernel(U, p_real, p_re, p_im, g_cplx, out_row, ch_ptr, ch_sig, biases, 
                 for c in range(c0 + 1, c1):
                     for j in range(nt):
                         zbuf[j] += bas[ch_sig[c], row, j]
-                s_acc = 0.0
-                m_acc = smax[f]
-                for j in range(nt):
-                    s_acc += zbuf[j]
-                    m_acc = max(m_acc, zbuf[j])
-                ssum[f] += s_acc
-                smax[f] = m_acc
-                for k in range(K):
-                    b = biases[f, k]
-                    c_acc = 0
-                    for j in range(nt):
-                        c_acc += zbuf[j] > b
-                    cnt[f, k] += c_acc
+                _pool_block(zbuf, nt, f, f, biases, ssum, smax, cnt)
                 if full:
                     for j in range(nt):
                         Z[i, f, t0 + j] = zbuf[j]
@@ -142,16 +166,7 @@ def bank_kernel(U, p_real, p_re, p_im, g_cplx, out_row, ch_ptr, ch_sig, biases, 
         if not full:
             P = pooled.shape[1] // F
             for f in range(F):
-                o = f * P
-                if offsets[0] >= 0:
-                    for k in range(K):
-                        pooled[i, o + k] = cnt[f, k] / L
-                if offsets[1] >= 0:
-                    pooled[i, o + offsets[1]] = ssum[f] / L
-                if offsets[2] >= 0:
-                    pooled[i, o + offsets[2]] = smax[f]
-                if offsets[3] >= 0:
-                    pooled[i, o + offsets[3]] = last[f]
+                _write_pooled(pooled, i, f * P, offsets, f, cnt, ssum, smax, last, L)
 
 
 @jit(parallel=True, fma=True)
@@ -308,19 +323,7 @@ def selective_bank_kernel(U, k_ptr, k_sig, sig_w, sig_mu, kind, dt, theta, a_w, 
                 # ---- pooling of the block's rows
                 for r in range(nr):
                     f = r0 + r
-                    s_acc = 0.0
-                    m_acc = smax[r]
-                    for j in range(nt):
-                        s_acc += buf[r, j]
-                        m_acc = max(m_acc, buf[r, j])
-                    ssum[r] += s_acc
-                    smax[r] = m_acc
-                    for q in range(K):
-                        b = biases[f, q]
-                        c_acc = 0
-                        for j in range(nt):
-                            c_acc += buf[r, j] > b
-                        cnt[r, q] += c_acc
+                    _pool_block(buf[r], nt, f, r, biases, ssum, smax, cnt)
                     if full:
                         for j in range(nt):
                             Z[i, f, t0 + j] = buf[r, j]
@@ -329,13 +332,4 @@ def selective_bank_kernel(U, k_ptr, k_sig, sig_w, sig_mu, kind, dt, theta, a_w, 
             if not full:
                 P = pooled.shape[1] // F
                 for r in range(nr):
-                    o = (r0 + r) * P
-                    if offsets[0] >= 0:
-                        for q in range(K):
-                            pooled[i, o + q] = cnt[r, q] / L
-                    if offsets[1] >= 0:
-                        pooled[i, o + offsets[1]] = ssum[r] / L
-                    if offsets[2] >= 0:
-                        pooled[i, o + offsets[2]] = smax[r]
-                    if offsets[3] >= 0:
-                        pooled[i, o + offsets[3]] = last[r]
+                    _write_pooled(pooled, i, (r0 + r) * P, offsets, r, cnt, ssum, smax, last, L)
