@@ -48,7 +48,8 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if REPO not in sys.path:  # run from a checkout without installing
     sys.path.insert(0, REPO)
 
-from iirssm._selective import selective_scan, selective_scan_grad  # noqa: E402
+from iirssm._selective import (selective_scan, selective_scan_grad,  # noqa: E402
+                               selective_scan_vjp)
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bench_ema import _cpu_snapshot, _other_load  # noqa: E402  (shared harness)
@@ -88,8 +89,25 @@ def iirssm_forward(p):
 def iirssm_backward(p):
     g = selective_scan_grad(p["dout"], p["u"], p["delta"], p["A"], p["B"], p["C"], p["D"],
                             p["z"], p["delta_bias"], True)
+    return _grads(g)
+
+
+def _grads(g):
     return dict(du=g.du, ddelta=g.ddelta, dA=g.dA, dB=g.dB, dC=g.dC, dD=g.dD, dz=g.dz,
                 ddelta_bias=g.ddelta_bias)
+
+
+def iirssm_vjp_forward(p):
+    """The forward that keeps the backward's checkpoints; returns (out, pullback)."""
+    return selective_scan_vjp(p["u"], p["delta"], p["A"], p["B"], p["C"], p["D"], p["z"],
+                              p["delta_bias"], True)
+
+
+def iirssm_pullback(p, pullback=None):
+    """The backward from the checkpoints a ``selective_scan_vjp`` call kept."""
+    if pullback is None:
+        pullback = iirssm_vjp_forward(p)[1]
+    return _grads(pullback(p["dout"]))
 
 
 # ===================================================================== NumPy peer
@@ -322,10 +340,17 @@ import bench_selective as bs
 cfg = json.loads(sys.argv[1]); which = sys.argv[2]
 small = bs.make_inputs(1, 32, 64, cfg["N"])
 p = bs.make_inputs(cfg["batch"], cfg["dim"], cfg["L"], cfg["N"])
+pb = None
+if which == "iirssm_pullback":
+    bs.iirssm_pullback(small)
+    pb = bs.iirssm_vjp_forward(p)[1]     # its checkpoints are live data, like the inputs
 fn = dict(iirssm_fwd=bs.iirssm_forward, iirssm_bwd=bs.iirssm_backward,
+          iirssm_vjp=lambda p: bs.iirssm_vjp_forward(p)[0],
+          iirssm_pullback=lambda p: bs.iirssm_pullback(p, pb),
           numpy_fwd=bs.numpy_forward, numpy_bwd=bs.numpy_backward,
           torch_fwd=bs.torch_forward, torch_bwd=bs.torch_backward)[which]
-fn(small)                                  # load/compile kernels, import torch
+if pb is None:
+    fn(small)                              # load/compile kernels, import torch
 def rss_kb():
     with open("/proc/self/status") as f:
         return next(int(l.split()[1]) for l in f if l.startswith("VmRSS:"))
@@ -412,6 +437,12 @@ def main(argv=None):
             e = check(f"{name} backward {k}", got[k], v)
             if e:
                 wrong.append(e)
+    out_v, pullback = iirssm_vjp_forward(p)
+    if not np.array_equal(out_v, ref_f):
+        wrong.append("selective_scan_vjp forward differs from selective_scan")
+    for k, v in iirssm_pullback(p, pullback).items():
+        if not np.array_equal(v, ref_g[k]):
+            wrong.append(f"pullback {k} differs from selective_scan_grad")
     for w in wrong:
         print("  WRONG:", w)
 
@@ -419,8 +450,9 @@ def main(argv=None):
         print("  timing anyway (results flagged as taken on a busy machine)")
     floor = make_exp_floor(p)
     fwd_impls = {"iirssm": lambda: iirssm_forward(p), "np.exp floor": floor,
-                 "numpy": lambda: numpy_forward(p)}
-    bwd_impls = {"iirssm": lambda: iirssm_backward(p), "numpy": lambda: numpy_backward(p)}
+                 "numpy": lambda: numpy_forward(p), "iirssm vjp": lambda: iirssm_vjp_forward(p)}
+    bwd_impls = {"iirssm": lambda: iirssm_backward(p), "numpy": lambda: numpy_backward(p),
+                 "iirssm pullback": lambda: iirssm_pullback(p, pullback)}
     fwd, load_f = timed_case(fwd_impls, cfg, args.busy, args.retries)
     bwd, load_b = timed_case(bwd_impls, cfg, args.busy, args.retries)
     if use_torch:
@@ -434,7 +466,8 @@ def main(argv=None):
 
     mem = {}
     if not args.no_memory:
-        for which in ["iirssm_fwd", "iirssm_bwd", "numpy_fwd", "numpy_bwd"] + (
+        for which in ["iirssm_fwd", "iirssm_bwd", "iirssm_vjp", "iirssm_pullback",
+                      "numpy_fwd", "numpy_bwd"] + (
                 ["torch_fwd", "torch_bwd"] if use_torch else []):
             mem[which] = peak_memory(shape, which)
 
@@ -478,13 +511,19 @@ def render(res):
         for k in order:
             st = d[k]
             ratio = st["median"] / base
-            memkey = {"iirssm": "iirssm_", "numpy": "numpy_", "torch": "torch_"}.get(k)
-            mem = _mem(res, memkey + suffix) if memkey else "–"
+            memkey = {"iirssm": "iirssm_" + suffix, "numpy": "numpy_" + suffix,
+                      "torch": "torch_" + suffix, "iirssm vjp": "iirssm_vjp",
+                      "iirssm pullback": "iirssm_pullback"}.get(k)
+            mem = _mem(res, memkey) if memkey else "–"
             rate = f"{upd / st['median'] / 1e9:.2f} G" if k != "np.exp floor" else (
                 f"{upd / st['median'] / 1e9:.2f} G exps")
             label = {"numpy": "NumPy, vectorised (chunks of 256 channels)",
                      "torch": "PyTorch CPU, like mamba's selective_scan_ref",
-                     "np.exp floor": "np.exp over dim·L·N values (1 thread)"}.get(k, k)
+                     "np.exp floor": "np.exp over dim·L·N values (1 thread)",
+                     "iirssm": "iirssm" + (" `selective_scan`" if pas == "forward" else
+                                           " `selective_scan_grad`"),
+                     "iirssm vjp": "iirssm `selective_scan_vjp` (keeps checkpoints)",
+                     "iirssm pullback": "iirssm pullback of `selective_scan_vjp`"}.get(k, k)
             lines.append(f"| {pas} | {label} | {fmt_ms(st)} | {rate} | {ratio:.2f}x | "
                          f"{mem} | {spread(st)} |")
     f, b = fwd["iirssm"]["median"], bwd["iirssm"]["median"]
@@ -494,6 +533,10 @@ def render(res):
         f"{f / fwd['np.exp floor']['median']:.2f}x np.exp's time; "
         f"backward {bwd['numpy']['median'] / b:.1f}x faster than NumPy, "
         f"{b / f:.2f}x the forward."
+        + (f" From the checkpoints `selective_scan_vjp` keeps (its forward "
+           f"{fwd['iirssm vjp']['median'] / f:.2f}x the plain forward's time), the backward "
+           f"is {bwd['iirssm pullback']['median'] / f:.2f}x the forward."
+           if "iirssm pullback" in bwd else "")
         + ("" if res["torch"] else " PyTorch was not installed: no PyTorch rows."),
         f"Other processes used {res['other_load']['forward']:.2f} / "
         f"{res['other_load']['backward']:.2f} cores on average during the forward / "

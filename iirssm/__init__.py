@@ -13,7 +13,8 @@ from ._lfilter import filtfilt, lfilter, lfilter_zi, lfiltic, sosfilt, sosfilt_z
 from ._recurrence import linear_recurrence
 from ._selective import (SelectiveCoefficients, SelectiveScanGrad, SelectiveSSM,
                          complex_from_interleaved, frozen_freqz, interleaved_from_complex,
-                         selective_coefficients, selective_scan, selective_scan_grad, ssd_scan)
+                         selective_coefficients, selective_scan, selective_scan_grad,
+                         selective_scan_vjp, ssd_scan)
 from ._selective import halflife as selective_halflife
 from ._ssm import DiagonalSSM
 
@@ -27,7 +28,7 @@ __all__ = [
     # diagonal state-space systems
     "DiagonalSSM",
     # selective (Mamba) scans
-    "selective_scan", "selective_scan_grad", "SelectiveScanGrad", "selective_coefficients",
+    "selective_scan", "selective_scan_grad", "selective_scan_vjp", "SelectiveScanGrad", "selective_coefficients",
     "SelectiveCoefficients", "selective_halflife", "frozen_freqz", "complex_from_interleaved",
     "interleaved_from_complex", "SelectiveSSM", "ssd_scan",
     "__version__",

@@ -34,6 +34,7 @@ from ._validation import as_float_array, compute_dtype, real_dtype
 __all__ = [
     "selective_scan",
     "selective_scan_grad",
+    "selective_scan_vjp",
     "SelectiveScanGrad",
     "complex_from_interleaved",
     "interleaved_from_complex",
@@ -351,14 +352,22 @@ def selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_sof
                     discretization=discretization)
     p = _prepare(u, delta, A, B, C, D, z, delta_bias, delta_softplus, initial_state,
                  discretization)
-    out = np.empty((p.Bt, p.dim, p.L), dtype=p.rdt)
-    hlast = np.empty((p.Bt, p.dim, p.N), dtype=p.cdt)
-    fn = _k.scan_fwd.pick(_work_size(p))
-    fn(p.u, p.delta, p.bias, p.sp, p.disc, p.A, p.Bw, p.btv, p.gsB, p.Cw, p.ctv, p.gsC,
-       p.Dv, p.z, p.has_z, p.h0, p.tiles, out, hlast)
+    out, hlast, _ = _forward_run(p, keep=False)
     if not p.batched:
         out, hlast = out[0], hlast[0]
     return (out, hlast) if return_last_state else out
+
+
+def _forward_run(p, keep):
+    """Run the forward kernel; ``keep``: also return the backward's checkpoints."""
+    out = np.empty((p.Bt, p.dim, p.L), dtype=p.rdt)
+    hlast = np.empty((p.Bt, p.dim, p.N), dtype=p.cdt)
+    nblk = -(-p.L // _k.TB_BWD) if keep else -1
+    ck = np.empty((p.Bt, p.tiles.shape[0], nblk + 1, p.N, _k.W), dtype=p.cdt)
+    fn = _k.scan_fwd.pick(_work_size(p))
+    fn(p.u, p.delta, p.bias, p.sp, p.disc, p.A, p.Bw, p.btv, p.gsB, p.Cw, p.ctv, p.gsC,
+       p.Dv, p.z, p.has_z, p.h0, p.tiles, out, hlast, ck)
+    return out, hlast, ck
 
 
 # ---------------------------------------------------------------------------- gradient
@@ -465,6 +474,13 @@ def selective_scan_grad(dout, u, delta, A, B, C, D=None, z=None, delta_bias=None
                     initial_state=initial_state, discretization=discretization)
     p = _prepare(u, delta, A, B, C, D, z, delta_bias, delta_softplus, initial_state,
                  discretization, extra=[("dout", dout), ("dlast_state", dlast_state)])
+    g, dl = _cotangents(p, dout, dlast_state)
+    with np.errstate(all="ignore"):   # NaN/inf propagate silently, as in the kernels
+        return _grad_run(p, g, dl, D, delta_bias, initial_state)
+
+
+def _cotangents(p, dout, dlast_state):
+    """``dout`` and ``dlast_state`` checked against the prepared inputs, as work arrays."""
     ushape = (p.Bt, p.dim, p.L) if p.batched else (p.dim, p.L)
     g = _real(dout, "dout", p.rdt)
     if g.shape != ushape:
@@ -480,11 +496,10 @@ def selective_scan_grad(dout, u, delta, A, B, C, D=None, z=None, delta_bias=None
         if dl.dtype.kind == "c" and p.cdt.kind != "c":
             raise TypeError("dlast_state is complex but the states are real")
         dl = np.ascontiguousarray(dl if p.batched else dl[None], dtype=p.cdt)
-    with np.errstate(all="ignore"):   # NaN/inf propagate silently, as in the kernels
-        return _grad_run(p, g, dl, D, delta_bias, initial_state)
+    return g, dl
 
 
-def _grad_run(p, g, dl, D, delta_bias, initial_state):
+def _grad_run(p, g, dl, D, delta_bias, initial_state, ck=None):
     Bt, dim, L, N = p.Bt, p.dim, p.L, p.N
     ntiles = p.tiles.shape[0]
     nslot = min(_NSLOT, ntiles)
@@ -500,10 +515,18 @@ def _grad_run(p, g, dl, D, delta_bias, initial_state):
     dbias_p = np.empty((Bt, dim), dtype=p.rdt)
     dh0 = np.empty((Bt, dim, N), dtype=p.cdt)
     yscale = p.rdt.type(2 if p.cdt.kind == "c" else 1)
-    fn = _k.scan_bwd.pick(3 * _work_size(p))
+    if ck is None:
+        ck = np.empty((1, 1, 0, 1, 1), dtype=p.cdt)
+    stale = np.zeros(Bt * nslot, dtype=np.int64)
+    fn = _k.scan_bwd.pick((3 if ck.shape[2] == 0 else 2) * _work_size(p))
     fn(p.u, p.delta, p.bias, p.sp, p.disc, p.A, p.Bw, p.btv, p.gsB, p.Cw, p.ctv, p.gsC,
-       p.Dv, p.z, p.has_z, p.h0, p.tiles, nslot, yscale, g, dl,
-       du, ddelta, dz, dA_p, dBl_p, dCl_p, dBs, dCs, dD_p, dbias_p, dh0)
+       p.Dv, p.z, p.has_z, p.h0, p.tiles, nslot, yscale, g, dl, ck,
+       du, ddelta, dz, dA_p, dBl_p, dCl_p, dBs, dCs, dD_p, dbias_p, dh0, stale)
+    if stale.any():
+        raise ValueError(
+            "the inputs of selective_scan_vjp changed between the forward call and the "
+            "pullback (the states recomputed from them differ from the ones the forward "
+            "kept); call selective_scan_vjp again, or pass copies that are not modified")
     dA = dA_p.sum(axis=0)
     if not p.A_complex and dA.dtype.kind == "c":
         dA = np.ascontiguousarray(dA.real)
@@ -522,6 +545,111 @@ def _grad_run(p, g, dl, D, delta_bias, initial_state):
         ddelta_bias=None if delta_bias is None else _scalar_like(dbias_p.sum(axis=0),
                                                                  delta_bias),
         dinitial_state=dinit)
+
+
+def selective_scan_vjp(u, delta, A, B, C, D=None, z=None, delta_bias=None,
+                       delta_softplus=False, return_last_state=False, *, initial_state=None,
+                       discretization="mamba"):
+    r"""Forward :func:`selective_scan` that keeps what its gradient needs, and a pullback.
+
+    Returns ``(result, pullback)``: ``result`` is exactly what
+    :func:`selective_scan` returns for these arguments, and ``pullback(dout,
+    dlast_state=None)`` returns the same :class:`SelectiveScanGrad` as
+    :func:`selective_scan_grad` would for them (``jax.vjp``'s pattern, and what
+    mamba-ssm's autograd function does). The forward keeps the state entering
+    every 32-sample segment, ``N/32`` values per input value (``N × ceil(L/32) ×
+    16`` per tile of 16 channels; for N = 16 half the size of ``u``), so the
+    pullback skips the forward pass that :func:`selective_scan_grad` starts with.
+
+    Parameters
+    ----------
+    u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state, initial_state, discretization
+        As in :func:`selective_scan`.
+
+    Returns
+    -------
+    result : ndarray or tuple of ndarray
+        ``out``, or ``(out, last_state)`` with ``return_last_state``.
+    pullback : callable
+        ``pullback(dout, dlast_state=None) -> SelectiveScanGrad``; may be called
+        any number of times.
+
+    Notes
+    -----
+    The pullback reads the arguments again: it holds references to them (or
+    to the work copies the forward made), not copies of its own. Do not modify
+    them in place in between. If such a change alters the states the pullback
+    recomputes, it raises ``ValueError`` rather than return wrong gradients:
+    every recomputed 32-sample segment is compared with the forward's next kept
+    state (this detects a change of ``u``, ``delta``, ``A`` or ``delta_bias``;
+    a change of ``C``, ``D`` or ``z`` alone is not seen). For CuPy and dask
+    arrays the pullback calls that backend's :func:`selective_scan_grad`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from iirssm._selective import selective_scan_vjp, selective_scan_grad
+    >>> rng = np.random.default_rng(2)
+    >>> u, delta, z = rng.standard_normal((3, 2, 4, 100))
+    >>> A = -rng.uniform(0.5, 2, (4, 3))
+    >>> B, C = rng.standard_normal((2, 2, 3, 100))
+    >>> out, pullback = selective_scan_vjp(u, delta, A, B, C, z=z, delta_softplus=True)
+    >>> dout = np.ones_like(out)
+    >>> g = pullback(dout)
+    >>> g2 = selective_scan_grad(dout, u, delta, A, B, C, z=z, delta_softplus=True)
+    >>> all(np.array_equal(a, b) for a, b in zip(g, g2) if a is not None)
+    True
+    >>> u[0, 0, 50] += 1.0                       # modified in place: refused
+    >>> pullback(dout)
+    Traceback (most recent call last):
+    ...
+    ValueError: the inputs of selective_scan_vjp changed between the forward call and the pullback (the states recomputed from them differ from the ones the forward kept); call selective_scan_vjp again, or pass copies that are not modified
+    """
+    args = dict(D=D, z=z, delta_bias=delta_bias, delta_softplus=delta_softplus,
+                initial_state=initial_state, discretization=discretization)
+    impl = foreign(None, "selective_scan", u, delta, A, B, C, D, z, delta_bias, initial_state)
+    if impl is not None:
+        result = impl(u, delta, A, B, C, return_last_state=return_last_state, **args)
+
+        def pullback(dout, dlast_state=None):
+            return selective_scan_grad(dout, u, delta, A, B, C, dlast_state=dlast_state,
+                                       **args)
+        return result, pullback
+    p = _prepare(u, delta, A, B, C, D, z, delta_bias, delta_softplus, initial_state,
+                 discretization)
+    out, hlast, ck = _forward_run(p, keep=True)
+    if not p.batched:
+        out, hlast = out[0], hlast[0]
+    result = (out, hlast) if return_last_state else out
+    return result, _Pullback(p, ck, D, delta_bias, initial_state)
+
+
+class _Pullback:
+    """The pullback of :func:`selective_scan_vjp`: ``pullback(dout, dlast_state=None)``."""
+
+    def __init__(self, p, ck, D, delta_bias, initial_state):
+        self._p, self._ck = p, ck
+        self._D, self._delta_bias, self._initial_state = D, delta_bias, initial_state
+
+    def __call__(self, dout, dlast_state=None):
+        p = self._p
+        cd = real_dtype(compute_dtype(("dout", dout), ("dlast_state", dlast_state),
+                                      real_only=("dout",)))
+        if cd.itemsize > p.rdt.itemsize:
+            # selective_scan_grad would compute in float64; the kept states are float32
+            raise TypeError(
+                f"dout/dlast_state are {cd} but the forward ran in {p.rdt}; cast them "
+                f"to {p.rdt}, or call selective_scan_grad to compute in {cd}")
+        g, dl = _cotangents(p, dout, dlast_state)
+        with np.errstate(all="ignore"):
+            return _grad_run(p, g, dl, self._D, self._delta_bias, self._initial_state,
+                             self._ck)
+
+    def __repr__(self):
+        p = self._p
+        shape = (p.Bt, p.dim, p.L) if p.batched else (p.dim, p.L)
+        return (f"<selective_scan pullback: u {shape} {p.rdt}, N={p.N}, "
+                f"checkpoints {self._ck.nbytes / 2**20:.1f} MiB>")
 
 
 def _scalar_like(g, arg):
