@@ -563,26 +563,26 @@ def _scatter(buf, dst, b, d0, m, t0, nt):
 
 @inline
 def _lane_sums(G, nt, N, dst, b, slot, g, t0):
-    """``dst[b, slot, g, t0 + tt, n] += Σ_lane G[(tt·N + n)·W + lane]``, lanes in order.
+    """``dst[b, slot, g, t0 + tt, n] += Σ_lane G[(tt·N + n)·W + lane]``, in a fixed order.
 
-    A fixed summation order (no reassociation: the same result on every machine). Per
-    block rather than per sample: summing a vector just stored stalls on
+    A fixed tree (no reassociation: the same result on every machine and for any
+    thread count): lanes ``j`` and ``j + 8`` first, which LLVM turns into one
+    SIMD addition of two 8-lane halves, then ``j`` and ``j + 4``, then pairs.
+    Per block rather than per sample: summing a vector just stored stalls on
     store-to-load forwarding.
     """
     for tt in range(nt):
         for n in range(N):
             o = (tt * N + n) * W
-            # four interleaved partial sums (latency), combined in a fixed order
-            a0 = G[o]
-            a1 = G[o + 1]
-            a2 = G[o + 2]
-            a3 = G[o + 3]
-            for j in range(4, W, 4):
-                a0 += G[o + j]
-                a1 += G[o + j + 1]
-                a2 += G[o + j + 2]
-                a3 += G[o + j + 3]
-            dst[b, slot, g, t0 + tt, n] += (a0 + a1) + (a2 + a3)
+            s0 = G[o] + G[o + 8]
+            s1 = G[o + 1] + G[o + 9]
+            s2 = G[o + 2] + G[o + 10]
+            s3 = G[o + 3] + G[o + 11]
+            s4 = G[o + 4] + G[o + 12]
+            s5 = G[o + 5] + G[o + 13]
+            s6 = G[o + 6] + G[o + 14]
+            s7 = G[o + 7] + G[o + 15]
+            dst[b, slot, g, t0 + tt, n] += ((s0 + s4) + (s2 + s6)) + ((s1 + s5) + (s3 + s7))
 
 
 @kernel(fma=True)
