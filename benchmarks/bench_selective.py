@@ -25,9 +25,10 @@ round-robin over the implementations of a case, with min-max and interquartile
 range. Before timing, the script waits (``--max-wait`` seconds) until no other
 ``bench`` process runs; while a case runs, the CPU time used by other processes is
 read from ``/proc/stat`` and a case run while others used more than ``--busy``
-cores is repeated (``--retries``). Peak memory is the peak RSS during one call in
-a fresh process minus its RSS just before the call (inputs allocated and the
-kernels loaded first); it includes the outputs.
+cores is repeated (``--retries``). Peak memory is the peak RSS (``VmHWM``, reset
+just before the call) during one call in a fresh process minus its RSS just
+before the call (inputs allocated and the kernels loaded first); it includes the
+outputs.
 """
 
 from __future__ import annotations
@@ -332,7 +333,7 @@ def check(name, got, want):
 # ======================================================================== memory
 
 _MEM_CHILD = r"""
-import json, resource, sys
+import json, sys
 sys.path.insert(0, {repo!r})
 sys.path.insert(0, {bench!r})
 import numpy as np
@@ -351,12 +352,17 @@ fn = dict(iirssm_fwd=bs.iirssm_forward, iirssm_bwd=bs.iirssm_backward,
           torch_fwd=bs.torch_forward, torch_bwd=bs.torch_backward)[which]
 if pb is None:
     fn(small)                              # load/compile kernels, import torch
-def rss_kb():
+def status_kb(key):
     with open("/proc/self/status") as f:
-        return next(int(l.split()[1]) for l in f if l.startswith("VmRSS:"))
-before = rss_kb()                          # live data now (inputs), not an earlier peak
+        return next(int(l.split()[1]) for l in f if l.startswith(key + ":"))
+# The peak is VmHWM, not ru_maxrss: Linux carries ru_maxrss across fork and exec, so
+# a child of a large parent would report the parent's size. Writing 5 to clear_refs
+# resets VmHWM to the current RSS, so earlier peaks (inputs made in float64) do not count.
+with open("/proc/self/clear_refs", "w") as f:
+    f.write("5")
+before = status_kb("VmRSS")                # live data now (inputs), not an earlier peak
 r = fn(p)
-after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+after = status_kb("VmHWM")
 outs = sum(v.nbytes for v in (r.values() if isinstance(r, dict) else [r]))
 print(json.dumps(dict(extra=(after - before) * 1024, outputs=outs)))
 """
