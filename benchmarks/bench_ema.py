@@ -22,8 +22,8 @@ the memory floor: ``x.copy()`` for a fresh output, ``np.copyto(buf, x)`` for a
 reused one.
 
 Startup (``import iirssm``; first call in a new process with a warm Numba
-cache) and peak memory (``ru_maxrss`` in a fresh process) are measured in
-subprocesses.
+cache) and peak memory (``VmHWM``, reset before the call, in a fresh process)
+are measured in subprocesses.
 
 The machine is shared: before each case the script waits (``--max-wait``) until
 other processes use less than ``--busy`` cores (read from ``/proc/stat``); a
@@ -486,7 +486,12 @@ def rss():
                 return int(line.split()[1]) * 1024
 
 def maxrss():
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    # VmHWM, not ru_maxrss: Linux carries ru_maxrss across fork and exec (a child of a
+    # large parent would report the parent's size)
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
 
 def call(x, out=None):
     n = x.shape[-1]
@@ -507,6 +512,8 @@ if buf is not None:
 # a view, and out= into a view of buf, so that the warm-up allocates as little as possible)
 call(x[:8], out=None if buf is None else buf[:8])
 gc.collect()
+with open("/proc/self/clear_refs", "w") as f:
+    f.write("5")                   # reset VmHWM to the current RSS: earlier peaks do not count
 r0, m0 = rss(), maxrss()
 y = call(x, out=buf)
 m1 = maxrss()
@@ -535,8 +542,8 @@ def measure_memory(cfg):
     res = {}
     for variant in ("fixed", "out", "adjust", "times"):
         r = json.loads(_py(MEMORY_CODE, variant, P, L))
-        # The call's own peak is ru_maxrss after it when it set a new high-water mark;
-        # otherwise it is at most the earlier mark (an upper bound).
+        # The call's own peak: VmHWM after it, reset to the resident size just before
+        # (so "exact" holds unless the call never rose above that size).
         r["exact"] = r["maxrss_after"] > r["maxrss_before"]
         r["rise"] = max(0.0, (r["maxrss_after"] - r["rss_before"]) / r["nbytes"])
         res[variant] = r
@@ -755,9 +762,9 @@ def render(cases, startup, memory, info, cfg, args, elapsed, history) -> str:
                      f"in x.nbytes | {'≤ ' if not m['exact'] else ''}{m['rise']:.3f} |")
     if startup or memory:
         L += ["", ("Peak memory: in a fresh process, x is allocated and the kernels are loaded "
-              "on 8 of its rows; then `ru_maxrss` after one call minus the resident size before "
-              "it (≤: the call did not raise the earlier high-water mark, so this is an upper "
-              "bound). The fresh output itself is 1.000; with `out=` it is 0."), ""]
+              "on 8 of its rows; then the peak RSS (`VmHWM`, reset to the resident size just "
+              "before the call) minus the resident size before it. The fresh output itself is "
+              "1.000; with `out=` it is 0."), ""]
 
     L += ["### Targets", "", "| target | measured | verdict |", "|---|---|---|"]
     for t, m, v in targets(cases, startup, memory, args.quick):
