@@ -139,15 +139,25 @@ def _tiles(dim, gsB, btv, gsC, ctv):
     return np.array(rows, dtype=np.int64).reshape(-1, 2)
 
 
-def _prepare(u, delta, A, B, C, D, z, delta_bias, delta_softplus, initial_state,
-             discretization, extra=()):
+def _real_work_dtype(u, delta, A, B, C, D, z, delta_bias, initial_state, discretization,
+                     extra=()):
+    """Check ``discretization`` and settle the real dtype of the computation.
+
+    Shared by every backend's argument handling (the CUDA plan too).
+    """
     if discretization not in DISCRETIZATIONS:
         raise ValueError(f"discretization must be one of {DISCRETIZATIONS}; "
                          f"got {discretization!r}")
     named = [("u", u), ("delta", delta), ("A", A), ("B", B), ("C", C), ("D", D), ("z", z),
              ("delta_bias", delta_bias), ("initial_state", initial_state)] + list(extra)
     dtype = compute_dtype(*named, real_only=("u", "delta", "D", "z", "delta_bias"))
-    rdt = real_dtype(dtype)
+    return np.dtype(real_dtype(dtype))
+
+
+def _prepare(u, delta, A, B, C, D, z, delta_bias, delta_softplus, initial_state,
+             discretization, extra=()):
+    rdt = _real_work_dtype(u, delta, A, B, C, D, z, delta_bias, initial_state, discretization,
+                           extra)
     u_arr = _real(u, "u", rdt)
     if u_arr.ndim not in (2, 3):
         raise ValueError(f"u must have shape (batch, dim, L) or (dim, L); got {u_arr.shape}")

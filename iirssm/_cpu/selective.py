@@ -733,33 +733,6 @@ def _rev_update(V, S, T, he, GB, GC, so, to, ho, hp, go, lane, bv, cv, btv, ctv,
     S[so + _S_GC * W + lane] += gc
 
 
-@inline
-def _rev_update_mamba(V, S, T, he, GB, GC, so, to, ho, hp, go, lane, bv, cv, btv, ctv, da):
-    """:func:`_rev_update` for ``disc == 0`` (``g = dt``, ``∂g/∂dt = 1``, ``∂g/∂A = 0``).
-
-    The same operations without the multiplications by the constants 1 and 0, so
-    the same results for finite values (``x·1 = x`` and ``fma(0, y, x) = x``).
-    """
-    bval = _sel(btv, bv, T[to + W + lane])
-    cval = _sel(ctv, cv, T[to + 2 * W + lane])
-    uv = V[_V_U * W + lane]
-    dt = V[_V_DT * W + lane]
-    dyf = V[_V_DYF * W + lane]
-    lm = S[so + _S_LAM * W + lane] + np.conj(cval) * dyf
-    Gg = np.conj(bval * uv) * lm
-    Gz = np.conj(da) * (lm * np.conj(he[hp + lane]))
-    V[_V_ACC_U * W + lane] += _re(np.conj(dt * bval) * lm)
-    V[_V_ACC_DT * W + lane] += _re(np.conj(T[to + lane]) * Gz) + _re(Gg)
-    S[so + _S_GA * W + lane] += dt * Gz
-    gb = np.conj(dt) * uv * lm
-    gc = dyf * np.conj(he[ho + W + lane])
-    S[so + _S_LAM * W + lane] = np.conj(da) * lm
-    GB[go + lane] = gb
-    GC[go + lane] = gc
-    S[so + _S_GB * W + lane] += gb
-    S[so + _S_GC * W + lane] += gc
-
-
 @jit(fma=True)
 def _reverse_block(disc, nt, t0, b, slot, Bw, btv, gB, Cw, ctv, gC, yscale, dtb, ub, dob,
                    he, T, S, V, GB, GC, dBs, dCs, gdb, gub):
@@ -811,8 +784,9 @@ def _reverse_block(disc, nt, t0, b, slot, Bw, btv, gB, Cw, ctv, gC, yscale, dtb,
             if disc == 0:
                 for lane in range(nl):
                     e = he[ho + lane]
-                    _rev_update_mamba(V, S, T, he, GB, GC, so, to, ho, hp, go, lane, bv, cv,
-                                      btv, ctv, e + _c(1, e))
+                    dt = V[_V_DT * W + lane]
+                    _rev_update(V, S, T, he, GB, GC, so, to, ho, hp, go, lane, bv, cv, btv, ctv,
+                                e + _c(1, e), dt, _c(1, dt), _c(0, dt))
             else:
                 _bwd_lanes(disc, V, T, to, he, ho, nl)
                 for lane in range(nl):

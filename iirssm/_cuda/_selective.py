@@ -29,8 +29,9 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .._selective import DISCRETIZATIONS, SelectiveScanGrad, _bc_layout, _shape_error
-from .._validation import compute_dtype, real_dtype
+from .._selective import (DISCRETIZATIONS, SelectiveScanGrad, _bc_layout,
+                          _real_work_dtype, _shape_error)
+from .._validation import compute_dtype
 from . import _compile
 
 __all__ = ["selective_scan", "selective_scan_grad", "plan", "Plan", "config", "expressions",
@@ -197,13 +198,8 @@ def plan(xp, u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=
     backend's errors for the same mistakes (shapes, groups, dtypes), except that a
     non-finite ``delta`` is checked only with NumPy.
     """
-    if discretization not in DISCRETIZATIONS:
-        raise ValueError(f"discretization must be one of {DISCRETIZATIONS}; "
-                         f"got {discretization!r}")
-    named = [("u", u), ("delta", delta), ("A", A), ("B", B), ("C", C), ("D", D), ("z", z),
-             ("delta_bias", delta_bias), ("initial_state", initial_state)] + list(extra)
-    dtype = compute_dtype(*named, real_only=("u", "delta", "D", "z", "delta_bias"))
-    rdt = np.dtype(real_dtype(dtype))
+    rdt = _real_work_dtype(u, delta, A, B, C, D, z, delta_bias, initial_state, discretization,
+                           extra)
 
     def arr(v, name):
         a = xp.asarray(v)

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .._recurrence import _broadcast_shape
 from .._validation import check_broadcast, compute_dtype, normalize_axis, real_dtype
 from . import _plan
 
@@ -203,11 +204,7 @@ def linear_recurrence(a, b, *, axis=-1, zi=None, reverse=False, return_zf=False,
     dtype = compute_dtype(("a", a), ("b", b), ("zi", zi))
     a_d = _device(a, "a", dtype)
     b_d = b.astype(dtype, copy=False)
-    try:
-        shape = np.broadcast_shapes(a_d.shape, b_d.shape)
-    except ValueError:
-        raise ValueError(f"shapes do not broadcast together: a {a_d.shape}, b {b_d.shape}") \
-            from None
+    shape = _broadcast_shape(a=a_d, b=b_d)
     if len(shape) == 0:
         raise ValueError("a and b are both scalars: b needs a time axis")
     axis = normalize_axis(axis, len(shape))
