@@ -45,8 +45,9 @@ def _coef_array(c, name, dtype=None):
     return arr
 
 
-def _run_cascade(bw, aw, x_arr, frame, dtype, z0):
-    """Run the DF2T cascade. ``bw``/``aw``: ``(S, K+1) + (Pc, Lc, Qc)``; ``z0``: ``(P, S, K, Q)``.
+def _run_cascade(bw, aw, x_arr, frame, dtype, z0, lf):
+    """Run the DF2T cascade. ``bw``/``aw``: ``(S, K+1) + (Pc, Lc, Qc)``; ``z0``: ``(P, S, K, Q)``;
+    ``lf``: sum in ``lfilter``'s order, else in ``sosfilt``'s (``iirssm/_cpu/iir.py``).
 
     Returns ``(out_nd, zf)`` with ``zf`` shaped ``(P, S, K, Q)``.
     """
@@ -54,7 +55,8 @@ def _run_cascade(bw, aw, x_arr, frame, dtype, z0):
     x3 = to_work(x_arr, frame)
     out_nd, out3 = new_output(frame, dtype)
     z = np.ascontiguousarray(z0.transpose(0, 3, 1, 2)).copy()   # (P, Q, S, K), updated in place
-    df2t.pick(P * L * Q)(bw, aw, x3, z, out3, cascade_lanes(P, Q, np.dtype(dtype).itemsize))
+    df2t.pick(P * L * Q)(bw, aw, x3, z, out3, cascade_lanes(P, Q, np.dtype(dtype).itemsize),
+                         lf)
     return finish_output(out_nd, out3, frame), z.transpose(0, 2, 3, 1)
 
 
@@ -173,7 +175,7 @@ def lfilter(b, a, x, axis=-1, zi=None):
             state_to_work(zi_arr, frame, "zi", dtype, size=0)  # shape check only
         else:
             z0[:, 0] = state_to_work(zi_arr, frame, "zi", dtype, size=K)
-    y, zf = _run_cascade(bw[None], aw[None], x_arr, frame, dtype, z0)
+    y, zf = _run_cascade(bw[None], aw[None], x_arr, frame, dtype, z0, True)
     y = _pandas.rewrap(y, template)
     if zi is None:
         return y
@@ -364,7 +366,7 @@ def sosfilt(sos, x, axis=-1, zi=None):
                              f"(axis {axis} of length 2) after it; got {zi_arr.shape}")
         for s in range(ns):
             z0[:, s] = state_to_work(zi_arr[s], frame, f"zi[{s}]", dtype, size=2)
-    y, zf = _run_cascade(bw, aw, x_arr, frame, dtype, z0)
+    y, zf = _run_cascade(bw, aw, x_arr, frame, dtype, z0, False)
     y = _pandas.rewrap(y, template)
     if zi is None:
         return y

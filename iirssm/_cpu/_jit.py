@@ -22,8 +22,13 @@
 import types
 
 import numba
+from llvmlite import ir
+from numba.core import cgutils
+from numba.core import types as nbtypes
+from numba.extending import intrinsic
 
-__all__ = ["jit", "inline", "kernel", "prange", "LANES", "PARALLEL_MIN_SAMPLES", "FMA_FLAGS"]
+__all__ = ["jit", "inline", "kernel", "prange", "prefetch", "LANES", "PARALLEL_MIN_SAMPLES",
+           "FMA_FLAGS"]
 
 prange = numba.prange
 
@@ -100,3 +105,30 @@ def kernel(func=None, *, fma: bool = False):
     if func is None:
         return lambda f: Kernel(f, fma=fma)
     return Kernel(func, fma=fma)
+
+
+@intrinsic
+def prefetch(typingctx, addr, write):
+    """``prefetch(addr, write)`` in a kernel: a hint (``llvm.prefetch``, ``prefetcht0`` on
+    x86) to bring the cache line holding byte address ``addr`` into the cache, for
+    writing when ``write`` is true. It never faults, so an address past the end of an
+    array is harmless. Kernels that alternate between copying a block of memory and
+    computing on it use it to have the next block's memory traffic overlap the
+    computation (``iirssm/_cpu/iir.py``)."""
+    sig = nbtypes.void(nbtypes.intp, nbtypes.boolean)
+
+    def codegen(context, builder, signature, args):
+        i32 = ir.IntType(32)
+        ptrty = ir.IntType(8).as_pointer()
+        fn = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(ir.VoidType(), [ptrty, i32, i32, i32]),
+            "llvm.prefetch.p0")
+        ptr = builder.inttoptr(args[0], ptrty)
+        # the read/write operand must be a constant: one call per branch
+        with builder.if_else(args[1]) as (for_write, for_read):
+            with for_write:
+                builder.call(fn, [ptr, i32(1), i32(3), i32(1)])
+            with for_read:
+                builder.call(fn, [ptr, i32(0), i32(3), i32(1)])
+        return context.get_dummy_value()
+    return sig, codegen

@@ -4,13 +4,21 @@ and ``sosfilt`` (S sections of order 2) share this one kernel source.
 Per section ``s`` and sample ``t`` (coefficients already divided by ``a0``)::
 
     y      = b[0] x + z[0]
-    z[i]   = b[i+1] x - a[i+1] y + z[i+1]      (i = 0 .. K-2)
+    z[i]   = z[i+1] + b[i+1] x - a[i+1] y      (i = 0 .. K-2; lfilter's order)
+    z[i]   = b[i+1] x - a[i+1] y + z[i+1]      (sosfilt's order)
     z[K-1] = b[K] x - a[K] y
 
 and ``y`` is the next section's ``x``. Coefficients may change every sample
 (they act on the sample they multiply: the state ``z`` carries products formed
 with earlier samples' coefficients), which for fixed coefficients is exactly
-scipy's ``lfilter``/``sosfilt``.
+scipy's ``lfilter``/``sosfilt``. The two orders of the middle sum are scipy's own
+(``_lfilter.cc`` sums ``z + b x - a y``, ``_sosfilt.pyx`` ``b x - a y + z``); the
+kernel's ``lf`` flag picks one. With multiply-adds fused (``fma=True``) lfilter's
+order is two fused operations per state and sosfilt's three (a product, a fused
+multiply-subtract, an add), so lfilter's is also the faster one. Keeping each
+function's own order keeps results within the tolerance table of scipy's for
+long cascades: summing a 10-section complex64 cascade in lfilter's order moved it
+outside (tests/test_lfilter.py).
 
 Layout and vectorisation (the scheme of ``ssm.py``). The input is the ``(P, L, Q)``
 work view of ``_arraytools``; coefficients are ``(S, K+1, Pc, Lc, Qc)`` with each
@@ -31,22 +39,27 @@ the wraparound checks of negative indices in the copy loops.
 
 Coefficients:
 
-* second-order sections whose coefficients are shared by a job's lanes (fixed
-  1-D ``sos``, coefficients that vary only over dimensions that are not the
-  lanes', time-varying sections that are the same for every channel) are read
-  as scalars, once per section and block when fixed, once per sample when they
-  vary in time; two consecutive sections share one lane loop, the first one's
-  output staying in a register;
-* otherwise (coefficients that differ between lanes, or a section of order
-  ``K != 2``: ``lfilter``) they live in rows of the state array, gathered (or
-  broadcast) once, or once per sample when they vary in time. Orders 1 to 8
-  then run one generated lane loop per section and sample (``_make_lanes``);
-  higher orders run one lane loop per state.
+* coefficients shared by a job's lanes (fixed 1-D ``b``/``a`` or ``sos``,
+  coefficients that vary only over dimensions that are not the lanes',
+  time-varying ones that are the same for every channel), for sections of order
+  up to :data:`MAX_UNROLLED`, are copied into a small array ``cf`` (once per job
+  when fixed, once per sample when they vary in time) and read from it into
+  locals before each lane loop (``_make_shared``), so the loop holds them in
+  registers; two consecutive second-order sections of ``sosfilt`` share one lane
+  loop, the first one's output staying in a register;
+* otherwise (coefficients that differ between lanes, or orders above 8) they
+  live in rows of the state array, gathered (or broadcast) once, or once per
+  sample when they vary in time. Orders 1 to 8 then run one generated lane loop
+  per section and sample (``_make_lanes``); higher orders run one lane loop per
+  state.
 
-Arithmetic follows scipy's order (``b[i+1] x - a[i+1] y + z[i+1]``) with
-multiply-adds fused (``fma=True``). Reordering the sum, as
-``(z[i+1] + b[i+1] x) - a[i+1] y`` (one operation fewer), moved complex64 results
-of a 10-section cascade outside the tolerance table (tests/test_lfilter.py).
+Memory. A job alternates between copying a block in or out and computing on it,
+and the hardware prefetchers do not run far enough ahead to keep memory busy
+while it computes: during its first section each block asks for the next
+block's input and its own output lines (``prefetch``), spread over the block's
+samples. Measured on the 2-core AMD EPYC VM, butter(4), output preallocated:
+time-major (400000, 64) 1.8-1.9 -> 1.5 ns per sample; rows unchanged. The
+buffers' rows are :data:`LANE_STRIDE` long (a 64-byte line more than the lanes).
 
 Unused lanes of a partial tile run on zeros and are discarded. Jobs run in
 parallel (``prange``); the work of a channel never depends on the number of
@@ -56,14 +69,18 @@ threads or on the number of lanes, so results are reproducible.
 import numba
 import numpy as np
 
-from ._jit import inline, jit, kernel, prange
+from ._jit import inline, jit, kernel, prange, prefetch
 
 __all__ = ["df2t", "cascade_lanes", "MAX_LANES", "T_BLOCK"]
 
 #: lane stride of a job's local arrays (the largest ``n_lanes``).
 MAX_LANES = 64
-#: samples per block of a job's I/O buffer (T_BLOCK x MAX_LANES values).
+#: samples per block of a job's I/O buffer (T_BLOCK x LANE_STRIDE values).
 T_BLOCK = 64
+#: row length of a job's local arrays: MAX_LANES plus one 64-byte line (float64), so
+#: that consecutive rows do not map to the same few L1 sets (rows of exactly 512
+#: bytes made the transposing copies of the row layout 10-20 % slower).
+LANE_STRIDE = MAX_LANES + 8
 
 
 def cascade_lanes(P: int, Q: int, itemsize: int) -> int:
@@ -83,13 +100,14 @@ def cascade_lanes(P: int, Q: int, itemsize: int) -> int:
 
 
 @kernel(fma=True)
-def df2t(bc, ac, x, z, out, n_lanes):
+def df2t(bc, ac, x, z, out, n_lanes, lf):
     """Filter ``(P, L, Q)`` through the section cascade into ``out``.
 
     ``bc``/``ac``: ``(S, K+1, Pc, Lc, Qc)`` (``a`` without its first row used);
     ``z``: ``(P, Q, S, K)`` initial states, overwritten with the final states.
     ``n_lanes`` (at most :data:`MAX_LANES`) is passed at run time on purpose
-    (see the module docstring).
+    (see the module docstring). ``lf``: sum in scipy ``lfilter``'s order, else in
+    ``sosfilt``'s.
     """
     P, L, Q = x.shape
     if Q == 1:
@@ -97,11 +115,11 @@ def df2t(bc, ac, x, z, out, n_lanes):
     else:
         njobs = P * ((Q + n_lanes - 1) // n_lanes)
     for job in prange(njobs):
-        _job(job, bc, ac, x, z, out, n_lanes)
+        _job(job, bc, ac, x, z, out, n_lanes, lf)
 
 
 @jit(fma=True)
-def _job(job, bc, ac, x, z, out, nl):
+def _job(job, bc, ac, x, z, out, nl, lf):
     """One tile of ``nl`` channels, all of time (a plain function: compiled outside
     the parallel region, its loops vectorise as in serial code)."""
     P, L, Q = x.shape
@@ -129,20 +147,23 @@ def _job(job, bc, ac, x, z, out, nl):
     # rows of st per section: K states, then b0..bK, a1..aK when the coefficients live in
     # rows (they differ between lanes, or the section is not second-order: then the
     # shared coefficients are broadcast into the rows and one loop runs the section)
-    in_rows = per_lane or K != 2
+    in_rows = per_lane or K > MAX_UNROLLED
     R = 3 * K + 1 if in_rows else K
-    yr = S * R                       # one scratch row: a section's outputs (order K > 2)
-    st = np.zeros((S * R + 1, MAX_LANES), dtype=z.dtype)
-    io = np.zeros((T_BLOCK, MAX_LANES), dtype=out.dtype)
+    yr = S * R                       # one scratch row: a section's outputs (order K > 8)
+    st = np.zeros((S * R + 1, LANE_STRIDE), dtype=z.dtype)
+    io = np.zeros((T_BLOCK, LANE_STRIDE), dtype=out.dtype)
+    cf = np.zeros((T_BLOCK if ct == 1 else 1, S * (2 * K + 1)), dtype=z.dtype)
     for k in range(n):
         for s in range(S):
             for i in range(K):
                 st[s * R + i, k] = z[p0 + k * dp, q0 + k * dq, s, i]
     pc = p0 * cp                     # a shared coefficient's channel (not per_lane)
     qc = q0 * cq
-    if in_rows and ct == 0:
+    if ct == 0:
         for s in range(S):
-            if per_lane:
+            if not in_rows:
+                _fill_cf(cf, 0, bc, ac, s, 1, K, pc, 0, qc)
+            elif per_lane:
                 _lane_coefs(st, bc, ac, s, s * R, K, p0, q0, dp, dq, cp, cq, n, 0)
             else:
                 _bcast_coefs(st, bc, ac, s, s * R, K, pc, qc, 0, nl)
@@ -171,68 +192,29 @@ def _job(job, bc, ac, x, z, out, nl):
                 # the lane loop's accesses to them one group for the vectoriser's checks
                 sec = st[r:r + R]
                 for j in range(nt):
+                    if s == 0:
+                        _prefetch_step(x, out, p0, q0, n, dq, t0, j)
                     if ct == 1:
                         if per_lane:
                             _lane_coefs(st, bc, ac, s, r, K, p0, q0, dp, dq, cp, cq, n, t0 + j)
                         else:
                             _bcast_coefs(st, bc, ac, s, r, K, pc, qc, t0 + j, nl)
-                    if K == 2:
-                        _lanes_k2(sec, io, j, nl)
-                    elif K == 1:
-                        _lanes_k1(sec, io, j, nl)
-                    elif K == 3:
-                        _lanes_k3(sec, io, j, nl)
-                    elif K == 4:
-                        _lanes_k4(sec, io, j, nl)
-                    elif K == 5:
-                        _lanes_k5(sec, io, j, nl)
-                    elif K == 6:
-                        _lanes_k6(sec, io, j, nl)
-                    elif K == 7:
-                        _lanes_k7(sec, io, j, nl)
-                    elif K == 8:
-                        _lanes_k8(sec, io, j, nl)
+                    if K <= MAX_UNROLLED:
+                        _rows_lanes(sec, io, j, K, lf, nl)
                     else:
                         _gen_lanes_v(st, io, j, r, yr, K, nl)
-            elif K == 2 and s + 1 < S:
-                # two sections per lane loop: the first one's output stays in a register
-                if ct == 0:
-                    b0 = bc[s, 0, pc, 0, qc]
-                    b1 = bc[s, 1, pc, 0, qc]
-                    b2 = bc[s, 2, pc, 0, qc]
-                    a1 = ac[s, 1, pc, 0, qc]
-                    a2 = ac[s, 2, pc, 0, qc]
-                    c0 = bc[s + 1, 0, pc, 0, qc]
-                    c1 = bc[s + 1, 1, pc, 0, qc]
-                    c2 = bc[s + 1, 2, pc, 0, qc]
-                    d1 = ac[s + 1, 1, pc, 0, qc]
-                    d2 = ac[s + 1, 2, pc, 0, qc]
-                    for j in range(nt):
-                        _sos2_lanes(st, io, j, r, b0, b1, b2, a1, a2, c0, c1, c2, d1, d2, nl)
-                else:
-                    for j in range(nt):
-                        t = t0 + j
-                        _sos2_lanes(st, io, j, r, bc[s, 0, pc, t, qc], bc[s, 1, pc, t, qc],
-                                    bc[s, 2, pc, t, qc], ac[s, 1, pc, t, qc],
-                                    ac[s, 2, pc, t, qc], bc[s + 1, 0, pc, t, qc],
-                                    bc[s + 1, 1, pc, t, qc], bc[s + 1, 2, pc, t, qc],
-                                    ac[s + 1, 1, pc, t, qc], ac[s + 1, 2, pc, t, qc], nl)
-                s += 1
             else:
-                if ct == 0:
-                    b0 = bc[s, 0, pc, 0, qc]
-                    b1 = bc[s, 1, pc, 0, qc]
-                    b2 = bc[s, 2, pc, 0, qc]
-                    a1 = ac[s, 1, pc, 0, qc]
-                    a2 = ac[s, 2, pc, 0, qc]
+                # coefficients shared by the lanes; two second-order sections per lane
+                # loop where there are two (the first one's output stays in a register)
+                G = 2 if K == 2 and not lf and s + 1 < S else 1
+                sec = st[r:r + G * K]
+                if ct == 1:
                     for j in range(nt):
-                        _sos_lanes(st, io, j, r, b0, b1, b2, a1, a2, nl)
-                else:
-                    for j in range(nt):
-                        t = t0 + j
-                        _sos_lanes(st, io, j, r, bc[s, 0, pc, t, qc], bc[s, 1, pc, t, qc],
-                                   bc[s, 2, pc, t, qc], ac[s, 1, pc, t, qc],
-                                   ac[s, 2, pc, t, qc], nl)
+                        _fill_cf(cf, j, bc, ac, s, G, K, pc, t0 + j, qc)
+                cfs = cf[:, s * (2 * K + 1):(s + G) * (2 * K + 1)]
+                _shared_lanes(sec, io, nt, cfs, ct, nl, s == 0, x, out, p0, q0, n, dq, t0,
+                              K, G, lf)
+                s += G - 1
             s += 1
         if dq == 0:
             for k in range(n):
@@ -248,76 +230,150 @@ def _job(job, bc, ac, x, z, out, nl):
                 z[p0 + k * dp, q0 + k * dq, s, i] = st[s * R + i, k]
 
 
-@inline
-def _sos_lanes(st, io, j, r, b0, b1, b2, a1, a2, nl):
-    """One second-order section, one sample, every lane; coefficients shared."""
-    for k in range(nl):
-        v = io[j, k]
-        y = b0 * v + st[r, k]
-        st[r, k] = b1 * v - a1 * y + st[r + 1, k]
-        st[r + 1, k] = b2 * v - a2 * y
-        io[j, k] = y
+def _section_lines(K, z, c, lf):
+    """Statements of one section of order K: input ``v``, output ``y``; ``z(i)`` and
+    ``c(i)`` name state i and coefficient i (b0..bK, then a1..aK). ``lf``: scipy's
+    ``lfilter`` order, else its ``sosfilt`` order (module docstring)."""
+    lines = [f"y = {c(0)} * v + {z(0)}"]
+    for i in range(K - 1):
+        if lf:
+            lines.append(f"{z(i)} = {z(i + 1)} + {c(i + 1)} * v - {c(K + i + 1)} * y")
+        else:
+            lines.append(f"{z(i)} = {c(i + 1)} * v - {c(K + i + 1)} * y + {z(i + 1)}")
+    lines.append(f"{z(K - 1)} = {c(K)} * v - {c(2 * K)} * y")
+    return lines
 
 
-@inline
-def _sos2_lanes(st, io, j, r, b0, b1, b2, a1, a2, c0, c1, c2, d1, d2, nl):
-    """Two consecutive second-order sections, one sample, every lane; coefficients shared."""
-    for k in range(nl):
-        v = io[j, k]
-        y = b0 * v + st[r, k]
-        st[r, k] = b1 * v - a1 * y + st[r + 1, k]
-        st[r + 1, k] = b2 * v - a2 * y
-        w = c0 * y + st[r + 2, k]
-        st[r + 2, k] = c1 * y - d1 * w + st[r + 3, k]
-        st[r + 3, k] = c2 * y - d2 * w
-        io[j, k] = w
+def _compile(lines, name, namespace=None):
+    ns = dict(namespace or {})
+    exec("\n".join(lines), ns)   # noqa: S102 (generated from constants only)
+    f = ns[lines[0].split()[1].split("(")[0]]
+    f.__qualname__ = f.__name__ = name
+    return inline(f)
+
+
+def _make_shared(K, G, lf):
+    """G consecutive sections of order K, every sample of a block, every lane; the
+    coefficients, shared by the lanes, are read from row ``j * tv`` of ``cf`` into
+    locals before each sample's lane loop (loads from ``cf`` inside it would keep
+    LLVM from vectorising the loop). The loop over the block's samples is in here
+    (not in the caller) so that the dispatch on (K, G, lf) is paid once per block:
+    a lane loop is only 4-16 vector iterations long. ``pf``: also issue the block's
+    prefetches (``_prefetch_step``)."""
+    n = 2 * K + 1
+    lines = ["def shared(sec, io, nt, cf, tv, nl, pf, x, out, p0, q0, nj, dq, t0):",
+             "    for j in range(nt):",
+             "        if pf:",
+             "            prefetch_step(x, out, p0, q0, nj, dq, t0, j)",
+             "        jc = j * tv"]
+    lines += [f"        c{i} = cf[jc, {i}]" for i in range(G * n)]
+    lines += ["        for k in range(nl):", "            v = io[j, k]"]
+    for g in range(G):
+        body = _section_lines(K, lambda i, g=g: f"sec[{g * K + i}, k]",
+                              lambda i, g=g: f"c{g * n + i}", lf)
+        lines += ["            " + s for s in body] + ["            v = y"]
+    lines.append("            io[j, k] = v")
+    return _compile(lines, f"_shared_k{K}_g{G}_{'lf' if lf else 'sos'}",
+                    {"prefetch_step": _prefetch_step})
+
+
+def _make_lanes(K, lf):
+    """One section of order K, one sample, every lane, coefficients in rows of ``sec``
+    (states 0..K-1, b0..bK at K..2K, a1..aK at 2K+1..3K).
+
+    The bodies are generated with one statement per state: a loop over the states
+    would have to be unrolled by LLVM before the lane loop vectorises, which it
+    does for some orders and not others (measured: 4, 5, 6 and 8, not 7).
+    """
+    lines = ["def lanes(sec, io, j, nl):", "    for k in range(nl):", "        v = io[j, k]"]
+    lines += ["        " + s for s in _section_lines(K, lambda i: f"sec[{i}, k]",
+                                                    lambda i: f"sec[{K + i}, k]", lf)]
+    lines.append("        io[j, k] = y")
+    return _compile(lines, f"_lanes_k{K}_{'lf' if lf else 'sos'}")
+
+
+def _make_dispatch(kind):
+    """``kind`` "shared": ``f(<_make_shared's arguments>, K, G, lf)`` calling the
+    ``_make_shared`` body for (K, G, lf); "rows": ``f(sec, io, j, K, lf, nl)`` for
+    ``_make_lanes``.
+    Orders 1..MAX_UNROLLED in lfilter's order; order 2 (one or two sections) in
+    sosfilt's."""
+    ns = {}
+    if kind == "shared":
+        args = "sec, io, nt, cf, tv, nl, pf, x, out, p0, q0, nj, dq, t0"
+        lines = [f"def dispatch({args}, K, G, lf):", "    if not lf:",
+                 "        if G == 2:", f"            s22({args})",
+                 "        else:", f"            s21({args})"]
+        ns["s22"], ns["s21"] = _make_shared(2, 2, False), _make_shared(2, 1, False)
+        for K in range(1, MAX_UNROLLED + 1):
+            lines += [f"    elif K == {K}:", f"        f{K}({args})"]
+            ns[f"f{K}"] = _make_shared(K, 1, True)
+    else:
+        lines = ["def dispatch(sec, io, j, K, lf, nl):", "    if not lf:",
+                 "        s2(sec, io, j, nl)"]
+        ns["s2"] = _make_lanes(2, False)
+        for K in range(1, MAX_UNROLLED + 1):
+            lines += [f"    elif K == {K}:", f"        f{K}(sec, io, j, nl)"]
+            ns[f"f{K}"] = _make_lanes(K, True)
+    return _compile(lines, f"_{kind}_lanes", ns)
+
+
+#: highest section order with generated, fully unrolled lane loops (higher orders run
+#: one lane loop per state, ``_gen_lanes_v``).
+MAX_UNROLLED = 8
+
 
 
 @inline
 def _gen_lanes_v(st, io, j, r, yr, K, nl):
-    """One section of order K, one sample, every lane; coefficients per lane."""
+    """One section of order K > MAX_UNROLLED, one sample, every lane; coefficients in
+    rows; lfilter's order."""
     for k in range(nl):
         st[yr, k] = st[r + K, k] * io[j, k] + st[r, k]
     for i in range(K - 1):
         for k in range(nl):
-            st[r + i, k] = st[r + K + i + 1, k] * io[j, k] - st[r + 2 * K + i + 1, k] * st[yr, k] \
-                + st[r + i + 1, k]
+            st[r + i, k] = st[r + i + 1, k] + st[r + K + i + 1, k] * io[j, k] \
+                - st[r + 2 * K + i + 1, k] * st[yr, k]
     for k in range(nl):
         st[r + K - 1, k] = st[r + 2 * K, k] * io[j, k] - st[r + 3 * K, k] * st[yr, k]
         io[j, k] = st[yr, k]
 
 
-def _make_lanes(K):
-    """One section of the constant order ``K``, one sample, every lane, coefficients in
-    rows, as one loop over the lanes with ``x`` and ``y`` in registers.
-
-    The body is generated with one statement per state: a loop over the states
-    would have to be unrolled by LLVM before the lane loop vectorises, which it
-    does for some orders and not others (measured: 4, 5, 6 and 8, not 7).
-    """
-    lines = ["def lanes(sec, io, j, nl):",
-             "    for k in range(nl):",
-             "        v = io[j, k]",
-             f"        y = sec[{K}, k] * v + sec[0, k]"]
-    for i in range(K - 1):
-        lines.append(f"        sec[{i}, k] = sec[{K + i + 1}, k] * v - sec[{2 * K + i + 1}, k] * y"
-                     f" + sec[{i + 1}, k]")
-    lines.append(f"        sec[{K - 1}, k] = sec[{2 * K}, k] * v - sec[{3 * K}, k] * y")
-    lines.append("        io[j, k] = y")
-    namespace = {}
-    exec("\n".join(lines), namespace)   # noqa: S102 (generated from the constant K only)
-    namespace["lanes"].__qualname__ = namespace["lanes"].__name__ = f"_lanes_k{K}"
-    return inline(namespace["lanes"])
+@inline
+def _fill_cf(cf, j, bc, ac, s, G, K, pc, t, qc):
+    """The shared coefficients of sections ``s .. s+G-1`` at sample ``t`` into row ``j``
+    of ``cf`` (``2K+1`` per section: b0..bK, a1..aK)."""
+    for g in range(G):
+        o = (s + g) * (2 * K + 1)
+        for i in range(K + 1):
+            cf[j, o + i] = bc[s + g, i, pc, t, qc]
+        for i in range(K):
+            cf[j, o + K + 1 + i] = ac[s + g, i + 1, pc, t, qc]
 
 
-_lanes_k1 = _make_lanes(1)
-_lanes_k2 = _make_lanes(2)
-_lanes_k3 = _make_lanes(3)
-_lanes_k4 = _make_lanes(4)
-_lanes_k5 = _make_lanes(5)
-_lanes_k6 = _make_lanes(6)
-_lanes_k7 = _make_lanes(7)
-_lanes_k8 = _make_lanes(8)
+@inline
+def _prefetch_step(x, out, p0, q0, n, dq, t0, j):
+    """Step ``j`` of a block's first section: ask for the next block's input, and for
+    this block's output (to be written), while the cascade computes. Time-major: row
+    ``j`` of each (the job's ``n`` channels); rows: every line of lane ``j`` (steps
+    ``j < n``). Spread over the steps so that few requests are in flight at once."""
+    isz = x.itemsize
+    sx0, sx1, sx2 = x.strides
+    so0, so1, so2 = out.strides
+    ax = np.intp(x.ctypes.data)         # (uintp + intp would be a float in Numba)
+    ao = np.intp(out.ctypes.data)
+    if dq == 1:
+        bx = ax + p0 * sx0 + (t0 + T_BLOCK + j) * sx1 + q0 * sx2
+        bo = ao + p0 * so0 + (t0 + j) * so1 + q0 * so2
+        for m in range(0, n * isz, 64):
+            prefetch(bx + m, False)
+            prefetch(bo + m, True)
+    elif j < n:
+        bx = ax + (p0 + j) * sx0 + (t0 + T_BLOCK) * sx1
+        bo = ao + (p0 + j) * so0 + t0 * so1
+        for m in range(0, T_BLOCK * isz, 64):
+            prefetch(bx + m, False)
+            prefetch(bo + m, True)
 
 
 @inline
@@ -342,3 +398,7 @@ def _lane_coefs(st, bc, ac, s, r, K, p0, q0, dp, dq, cp, cq, n, t):
     for i in range(1, K + 1):
         for k in range(n):
             st[r + 2 * K + i, k] = ac[s, i, (p0 + k * dp) * cp, t, (q0 + k * dq) * cq]
+
+
+_shared_lanes = _make_dispatch("shared")
+_rows_lanes = _make_dispatch("rows")
