@@ -396,6 +396,9 @@ def main(argv=None):
     ap.add_argument("--write", metavar="PATH", help="update the table in this markdown file")
     ap.add_argument("--json", metavar="PATH", help="also write the raw results here")
     ap.add_argument("--no-torch", action="store_true")
+    ap.add_argument("--no-torch-backward", action="store_true",
+                    help="time PyTorch's forward only (its autograd backward took 415 s "
+                         "per call on the 2-core AVX2 VM, and it runs five times)")
     ap.add_argument("--no-memory", action="store_true")
     ap.add_argument("--max-wait", type=float, default=600.0)
     ap.add_argument("--busy", type=float, default=0.3)
@@ -421,6 +424,7 @@ def main(argv=None):
     shape = dict(batch=cfg["batch"], dim=cfg["dim"], L=cfg["L"], N=cfg["N"])
     updates = cfg["batch"] * cfg["dim"] * cfg["L"] * cfg["N"]
     use_torch = torch_available() and not args.no_torch
+    torch_bwd = use_torch and not args.no_torch_backward
     p = make_inputs(**shape)
     print(f"selective scan, float32, {shape}, torch: {use_torch}")
 
@@ -432,6 +436,7 @@ def main(argv=None):
     peers_b = {"numpy": numpy_backward}
     if use_torch:
         peers_f["torch"] = torch_forward
+    if torch_bwd:
         peers_b["torch"] = torch_backward
     for name, fn in peers_f.items():
         e = check(f"{name} forward", fn(p), ref_f)
@@ -462,19 +467,21 @@ def main(argv=None):
     fwd, load_f = timed_case(fwd_impls, cfg, args.busy, args.retries)
     bwd, load_b = timed_case(bwd_impls, cfg, args.busy, args.retries)
     if use_torch:
-        # PyTorch's backward takes ~20 s at full size: three calls each, timed on
-        # their own after the main cases
+        # PyTorch is slow (forward 1.2 s; its autograd backward ~20 s on one VM,
+        # 415 s on the 2-core AVX2 one): three calls each, timed on their own
+        # after the main cases
         slow = dict(cfg, min_reps=3, max_reps=3)
         tf, _ = timed_case({"torch": lambda: torch_forward(p)}, slow, args.busy, 0)
-        tb, _ = timed_case({"torch": lambda: torch_backward(p)}, slow, args.busy, 0)
         fwd.update(tf)
+    if torch_bwd:
+        tb, _ = timed_case({"torch": lambda: torch_backward(p)}, slow, args.busy, 0)
         bwd.update(tb)
 
     mem = {}
     if not args.no_memory:
         for which in ["iirssm_fwd", "iirssm_bwd", "iirssm_vjp", "iirssm_pullback",
                       "numpy_fwd", "numpy_bwd"] + (
-                ["torch_fwd", "torch_bwd"] if use_torch else []):
+                ["torch_fwd"] if use_torch else []) + (["torch_bwd"] if torch_bwd else []):
             mem[which] = peak_memory(shape, which)
 
     res = dict(shape=shape, updates=updates, forward=fwd, backward=bwd, other_load=dict(
@@ -539,11 +546,15 @@ def render(res):
         f"{f / fwd['np.exp floor']['median']:.2f}x np.exp's time; "
         f"backward {bwd['numpy']['median'] / b:.1f}x faster than NumPy, "
         f"{b / f:.2f}x the forward."
+        + (f" PyTorch's forward takes {fwd['torch']['median'] / f:.1f}x iirssm's time."
+           if "torch" in fwd else "")
         + (f" From the checkpoints `selective_scan_vjp` keeps (its forward "
            f"{fwd['iirssm vjp']['median'] / f:.2f}x the plain forward's time), the backward "
            f"is {bwd['iirssm pullback']['median'] / f:.2f}x the forward."
            if "iirssm pullback" in bwd else "")
-        + ("" if res["torch"] else " PyTorch was not installed: no PyTorch rows."),
+        + ("" if res["torch"] else " PyTorch was not installed: no PyTorch rows.")
+        + (" PyTorch's backward was not timed (`--no-torch-backward`)."
+           if res["torch"] and "torch" not in bwd else ""),
         f"Other processes used {res['other_load']['forward']:.2f} / "
         f"{res['other_load']['backward']:.2f} cores on average during the forward / "
         f"backward cases.",
