@@ -355,10 +355,13 @@ def test_selective_outputs_equal_selective_scan(rng, shape, diffs):
     assert est.kernel_complex_.any() and not est.kernel_complex_.all()
     assert_close(Z, _selective_reference(X, est), np.float64, rtol=1e-9, atol=1e-9)
     F = est.transform(X)
-    assert_close(F, _pool_reference(Z, est.biases_))
+    assert_close(F, _pool_reference(Z, est.biases_, pooling=("ppv", "mean", "max")))
     assert F.shape == (shape[0], est.n_features_out_)
     assert len(est.get_feature_names_out()) == F.shape[1]
     assert np.all(np.diff(est.biases_, axis=1) >= 0)
+    last = SelectiveFeatures(n_kernels=8, d_state=3, differences=diffs, n_biases=4,
+                             pooling=("ppv", "mean", "max", "last"), random_state=2).fit(X)
+    assert_close(last.transform(X), _pool_reference(Z, last.biases_))
 
 
 def test_selective_fitted_attributes_and_names(rng):
@@ -373,7 +376,7 @@ def test_selective_fitted_attributes_and_names(rng):
     assert np.all((est.timescales_ >= 1.0) & (est.timescales_ <= 50.0))
     A_real, A_lin = est.A_[~est.kernel_complex_], est.A_[est.kernel_complex_]
     np.testing.assert_allclose(A_real, np.broadcast_to([-1.0, -2.0], A_real.shape))
-    np.testing.assert_allclose(A_lin, np.broadcast_to(-0.5 + 1j * np.pi * np.array([1, 2]),
+    np.testing.assert_allclose(A_lin, np.broadcast_to((-0.5 + 1j * np.pi) * np.array([1, 2]),
                                                       A_lin.shape))
     rows = sum(3 * 2 + 1 if c else 2 * 2 + 1 for c in est.kernel_complex_)
     assert len(est.outputs_) == rows and est.biases_.shape == (rows, 2)

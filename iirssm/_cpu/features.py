@@ -182,7 +182,8 @@ def selective_bank_kernel(U, k_ptr, k_sig, sig_w, sig_mu, kind, dt, theta, a_w, 
         h_n <- abar_n h_n + (1 - abar_n) (1 + b_w[k, n] v_t) v_t
 
     with ``abar_n = exp(-n delta_t)`` (``kind[k] == 0``, S4D-real: ``A = -dt (1..N)``)
-    or ``exp(-delta_t / 2 + i pi n delta_t)`` (``kind[k] == 1``, S4D-Lin). States
+    or ``exp(n delta_t (-1/2 + i pi))`` (``kind[k] == 1``, harmonics of constant Q:
+    ``A = (1..N) (-1/2 + i pi)``). States
     start in the steady state of the first sample. Rows of kernel ``k`` (from
     ``row_ptr[k]``): real: ``h_n`` (N), ``v - h_n`` (N), ``y``; complex: ``Re h_n``,
     ``Im h_n``, ``|h_n|`` (N each), ``y``; ``y_t = sum_n C_tn h_n`` (real) or
@@ -267,10 +268,12 @@ def selective_bank_kernel(U, k_ptr, k_sig, sig_w, sig_mu, kind, dt, theta, a_w, 
                     for j in range(nt):      # abar_1 = e^(-delta/2) e^(i pi delta)
                         qr_b[j] = rb[j] * pr_b[j]
                         qi_b[j] = rb[j] * pi_b[j]
+                        pr_b[j] = qr_b[j]
+                        pi_b[j] = qi_b[j]
                     for j in range(nt):
                         buf[3 * N, j] = zero
                     for m in range(N):
-                        if m > 0:            # abar_m = abar_(m-1) e^(i pi delta)
+                        if m > 0:            # abar_m = abar_(m-1) abar_1 = abar_1^m
                             for j in range(nt):
                                 t = qr_b[j] * pr_b[j] - qi_b[j] * pi_b[j]
                                 qi_b[j] = qr_b[j] * pi_b[j] + qi_b[j] * pr_b[j]
