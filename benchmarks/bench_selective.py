@@ -466,6 +466,13 @@ def main(argv=None):
                  "iirssm pullback": lambda: iirssm_pullback(p, pullback)}
     fwd, load_f = timed_case(fwd_impls, cfg, args.busy, args.retries)
     bwd, load_b = timed_case(bwd_impls, cfg, args.busy, args.retries)
+    # the backward-to-forward target compares iirssm with itself: time the passes
+    # round-robin among themselves too, without the NumPy peers (whose calls take
+    # seconds and allocate hundreds of MB between two iirssm calls of a case)
+    ratio, _ = timed_case({"forward": lambda: iirssm_forward(p),
+                           "grad": lambda: iirssm_backward(p),
+                           "pullback": lambda: iirssm_pullback(p, pullback)},
+                          cfg, args.busy, args.retries)
     if use_torch:
         # PyTorch is slow (forward 1.2 s; its autograd backward ~20 s on one VM,
         # 415 s on the 2-core AVX2 one): three calls each, timed on their own
@@ -484,7 +491,8 @@ def main(argv=None):
                 ["torch_fwd"] if use_torch else []) + (["torch_bwd"] if torch_bwd else []):
             mem[which] = peak_memory(shape, which)
 
-    res = dict(shape=shape, updates=updates, forward=fwd, backward=bwd, other_load=dict(
+    res = dict(shape=shape, updates=updates, forward=fwd, backward=bwd, ratio=ratio,
+               other_load=dict(
         forward=load_f, backward=load_b), memory=mem, wrong=wrong, torch=use_torch)
     table = render(res)
     print(table)
@@ -502,6 +510,14 @@ def _mem(res, key):
         return "–"
     mb = m["extra"] / 2**20
     return f"+{mb:.0f} MB" if mb >= 1 else "+<1 MB"
+
+
+def _med(st):
+    return f"{st['median'] * 1e3:.1f} ms ({st['min'] * 1e3:.1f}–{st['max'] * 1e3:.1f})"
+
+
+def _rel(d, k):
+    return f"{d[k]['median'] / d['forward']['median']:.2f}"
 
 
 def render(res):
@@ -552,9 +568,14 @@ def render(res):
            f"{fwd['iirssm vjp']['median'] / f:.2f}x the plain forward's time), the backward "
            f"is {bwd['iirssm pullback']['median'] / f:.2f}x the forward."
            if "iirssm pullback" in bwd else "")
-        + ("" if res["torch"] else " PyTorch was not installed: no PyTorch rows.")
+        + ("" if res["torch"] else " No PyTorch rows (PyTorch not installed, or `--no-torch`).")
         + (" PyTorch's backward was not timed (`--no-torch-backward`)."
            if res["torch"] and "torch" not in bwd else ""),
+        (f"Timed round-robin among themselves only (no peers; spreads in ms): forward "
+         f"{_med(res['ratio']['forward'])}, `selective_scan_grad` "
+         f"{_med(res['ratio']['grad'])} ({_rel(res['ratio'], 'grad')}x the forward), "
+         f"pullback {_med(res['ratio']['pullback'])} ({_rel(res['ratio'], 'pullback')}x)."
+         if res.get("ratio") else ""),
         f"Other processes used {res['other_load']['forward']:.2f} / "
         f"{res['other_load']['backward']:.2f} cores on average during the forward / "
         f"backward cases.",
