@@ -132,7 +132,7 @@ def test_dtype_rules_match_scipy(xdt, cdt):
 @pytest.mark.parametrize("kind", ["channel", "time", "both"])
 @pytest.mark.parametrize("layout", ["rows", "cols"])
 def test_lfilter_nd_coefficients_against_reference(rng, kind, layout):
-    C, T, order = 5, 60, 3
+    C, T, order = 5, 150, 3       # T: two whole blocks of the kernel (64) and a partial one
     if kind == "channel":
         coef_shape = (C, 1)
     elif kind == "time":
@@ -174,7 +174,7 @@ def test_per_channel_equals_separate_calls(rng):
 
 @pytest.mark.parametrize("kind", ["channel", "time"])
 def test_sosfilt_nd_against_reference(rng, kind):
-    C, T, ns = 4, 50, 3
+    C, T, ns = 4, 150, 3          # T: two whole blocks of the kernel (64) and a partial one
     shape = (C, 1) if kind == "channel" else (T,)
     sos = np.stack([random_sos(rng, ns) for _ in range(int(np.prod(shape)))], axis=-1)
     sos = sos.reshape((ns, 6) + shape)
