@@ -571,11 +571,11 @@ def render(res):
         + ("" if res["torch"] else " No PyTorch rows (PyTorch not installed, or `--no-torch`).")
         + (" PyTorch's backward was not timed (`--no-torch-backward`)."
            if res["torch"] and "torch" not in bwd else ""),
-        (f"Timed round-robin among themselves only (no peers; spreads in ms): forward "
-         f"{_med(res['ratio']['forward'])}, `selective_scan_grad` "
-         f"{_med(res['ratio']['grad'])} ({_rel(res['ratio'], 'grad')}x the forward), "
-         f"pullback {_med(res['ratio']['pullback'])} ({_rel(res['ratio'], 'pullback')}x)."
-         if res.get("ratio") else ""),
+        *([f"Timed round-robin among themselves only (no peers; spreads in ms): forward "
+           f"{_med(res['ratio']['forward'])}, `selective_scan_grad` "
+           f"{_med(res['ratio']['grad'])} ({_rel(res['ratio'], 'grad')}x the forward), "
+           f"pullback {_med(res['ratio']['pullback'])} ({_rel(res['ratio'], 'pullback')}x)."]
+          if res.get("ratio") else []),
         f"Other processes used {res['other_load']['forward']:.2f} / "
         f"{res['other_load']['backward']:.2f} cores on average during the forward / "
         f"backward cases.",

@@ -81,6 +81,9 @@ T_BLOCK = 64
 #: that consecutive rows do not map to the same few L1 sets (rows of exactly 512
 #: bytes made the transposing copies of the row layout 10-20 % slower).
 LANE_STRIDE = MAX_LANES + 8
+#: highest section order with generated, fully unrolled lane loops (higher orders run
+#: one lane loop per state, ``_gen_lanes_v``).
+MAX_UNROLLED = 8
 
 
 def cascade_lanes(P: int, Q: int, itemsize: int) -> int:
@@ -145,14 +148,16 @@ def _job(job, bc, ac, x, z, out, nl, lf):
         n = min(nl, Q - q0)
         per_lane = cq == 1
     # rows of st per section: K states, then b0..bK, a1..aK when the coefficients live in
-    # rows (they differ between lanes, or the section is not second-order: then the
-    # shared coefficients are broadcast into the rows and one loop runs the section)
+    # rows (they differ between lanes, or the order is above MAX_UNROLLED: then the
+    # shared coefficients are broadcast into the rows); else the shared coefficients
+    # are in cf, one row per sample of a block when they vary in time
     in_rows = per_lane or K > MAX_UNROLLED
     R = 3 * K + 1 if in_rows else K
     yr = S * R                       # one scratch row: a section's outputs (order K > 8)
     st = np.zeros((S * R + 1, LANE_STRIDE), dtype=z.dtype)
     io = np.zeros((T_BLOCK, LANE_STRIDE), dtype=out.dtype)
-    cf = np.zeros((T_BLOCK if ct == 1 else 1, S * (2 * K + 1)), dtype=z.dtype)
+    cf = np.zeros((T_BLOCK if ct == 1 and not in_rows else 1, 0 if in_rows else S * (2 * K + 1)),
+                  dtype=z.dtype)
     for k in range(n):
         for s in range(S):
             for i in range(K):
@@ -316,12 +321,6 @@ def _make_dispatch(kind):
             lines += [f"    elif K == {K}:", f"        f{K}(sec, io, j, nl)"]
             ns[f"f{K}"] = _make_lanes(K, True)
     return _compile(lines, f"_{kind}_lanes", ns)
-
-
-#: highest section order with generated, fully unrolled lane loops (higher orders run
-#: one lane loop per state, ``_gen_lanes_v``).
-MAX_UNROLLED = 8
-
 
 
 @inline
