@@ -25,10 +25,15 @@ work view of ``_arraytools``; coefficients are ``(S, K+1, Pc, Lc, Qc)`` with eac
 of ``Pc``, ``Lc``, ``Qc`` 1 or full; states are ``(P, Q, S, K)``. A *job* is a
 tile of ``n_lanes`` channels: consecutive rows ``p`` when ``Q == 1`` (time
 contiguous), else consecutive channels ``q`` of one ``p`` (time-major). A job
-copies ``T_BLOCK`` samples of its channels into a buffer with the lanes
-contiguous (a transpose for rows, a plain copy for the time-major layout), runs
-the block through the cascade *section by section* (each section over all the
-block's samples), and copies the block's outputs back. Every lane loop is a
+runs ``T_BLOCK`` samples at a time through the cascade *section by section*
+(each section over all the block's samples). For rows it transposes the block
+into a buffer with the lanes contiguous, and back. The time-major layout has its
+lanes contiguous already: with coefficients shared by the lanes, the first
+section reads the rows of ``x`` and the last one writes the rows of ``out``, the
+sections between them working in the buffer (measured on the 2-core VM,
+(100000, 64) float64, output preallocated, butter(4): 1.35 -> 0.85 ns per sample
+for lfilter, 1.29 -> 0.85 for sosfilt, against copying each block in and out);
+with coefficients in rows the block is copied in and out. Every lane loop is a
 plain loop over a run-time number of lanes (a constant one would be unrolled
 into scalar code first: Numba leaves LLVM's SLP vectoriser off) over one local
 state array with a compile-time lane stride, so that LLVM's loop vectoriser
@@ -183,7 +188,9 @@ def _job(job, bc, ac, x, z, out, nl, lf):
             for k in range(n):
                 for j in range(nt):
                     io[j, k] = xb[k, j]
-        else:
+        elif in_rows:
+            # time-major with coefficients in rows: a plain copy (with shared ones, the
+            # first section reads x and the last one writes out directly)
             xb = x[p0, t0:t0 + nt, q0:q0 + n]
             ob = out[p0, t0:t0 + nt, q0:q0 + n]
             for j in range(nt):
@@ -217,15 +224,30 @@ def _job(job, bc, ac, x, z, out, nl, lf):
                     for j in range(nt):
                         _fill_cf(cf, j, bc, ac, s, G, K, pc, t0 + j, qc)
                 cfs = cf[:, s * (2 * K + 1):(s + G) * (2 * K + 1)]
-                _shared_lanes(sec, io, nt, cfs, ct, nl, s == 0, x, out, p0, q0, n, dq, t0,
-                              K, G, lf)
+                if dq == 1 and (s == 0 or s + G >= S):
+                    # time-major: the first section reads its rows of x, the last one
+                    # writes its rows of out, with no copy through io (one call site:
+                    # the dispatch is inlined at each)
+                    if s == 0:
+                        src, rs, cs = x[p0], t0, q0
+                    else:
+                        src, rs, cs = io, 0, 0
+                    if s + G >= S:
+                        dst, rd, cd = out[p0], t0, q0
+                    else:
+                        dst, rd, cd = io, 0, 0
+                    _direct_lanes(sec, src, rs, cs, dst, rd, cd, nt, cfs, ct, n, s == 0, x,
+                                  out, p0, q0, n, dq, t0, K, G, lf)
+                else:
+                    _shared_lanes(sec, io, nt, cfs, ct, nl, s == 0, x, out, p0, q0, n, dq,
+                                  t0, K, G, lf)
                 s += G - 1
             s += 1
         if dq == 0:
             for k in range(n):
                 for j in range(nt):
                     ob[k, j] = io[j, k]
-        else:
+        elif in_rows:
             for j in range(nt):
                 for k in range(n):
                     ob[j, k] = io[j, k]
@@ -257,29 +279,46 @@ def _compile(lines, name, namespace=None):
     return inline(f)
 
 
-def _make_shared(K, G, lf):
+_SHARED_ARGS = "sec, io, nt, cf, tv, nl, pf, x, out, p0, q0, nj, dq, t0"
+_DIRECT_ARGS = "sec, src, rs, cs, dst, rd, cd, nt, cf, tv, nl, pf, x, out, p0, q0, nj, dq, t0"
+
+
+def _make_shared(K, G, lf, direct=False):
     """G consecutive sections of order K, every sample of a block, every lane; the
     coefficients, shared by the lanes, are read from row ``j * tv`` of ``cf`` into
     locals before each sample's lane loop (loads from ``cf`` inside it would keep
     LLVM from vectorising the loop). The loop over the block's samples is in here
     (not in the caller) so that the dispatch on (K, G, lf) is paid once per block:
     a lane loop is only 4-16 vector iterations long. ``pf``: also issue the block's
-    prefetches (``_prefetch_step``)."""
+    prefetches (``_prefetch_step``).
+
+    ``direct=False``: in place on the block buffer ``io``. ``direct=True``: from rows
+    ``rs + j`` (columns from ``cs``) of the 2-D ``src`` to rows ``rd + j`` of ``dst``,
+    so that the time-major layout is filtered straight from ``x`` into ``out``. The
+    two never share a body: with ``src`` and ``dst`` the same array, LLVM's run-time
+    overlap check would fail and run the lane loop unvectorised.
+    """
     n = 2 * K + 1
-    lines = ["def shared(sec, io, nt, cf, tv, nl, pf, x, out, p0, q0, nj, dq, t0):",
+    lines = [f"def shared({_DIRECT_ARGS if direct else _SHARED_ARGS}):",
              "    for j in range(nt):",
              "        if pf:",
              "            prefetch_step(x, out, p0, q0, nj, dq, t0, j)",
              "        jc = j * tv"]
+    if direct:
+        # a 1-D C-contiguous row of each: the lane loop then indexes with k alone
+        lines += ["        srow = src[rs + j, cs:]", "        drow = dst[rd + j, cd:]"]
+        load, store = "srow[k]", "drow[k]"
+    else:
+        load = store = "io[j, k]"
     lines += [f"        c{i} = cf[jc, {i}]" for i in range(G * n)]
-    lines += ["        for k in range(nl):", "            v = io[j, k]"]
+    lines += ["        for k in range(nl):", f"            v = {load}"]
     for g in range(G):
         body = _section_lines(K, lambda i, g=g: f"sec[{g * K + i}, k]",
                               lambda i, g=g: f"c{g * n + i}", lf)
         lines += ["            " + s for s in body] + ["            v = y"]
-    lines.append("            io[j, k] = v")
-    return _compile(lines, f"_shared_k{K}_g{G}_{'lf' if lf else 'sos'}",
-                    {"prefetch_step": _prefetch_step})
+    lines.append(f"            {store} = v")
+    name = f"_{'direct' if direct else 'shared'}_k{K}_g{G}_{'lf' if lf else 'sos'}"
+    return _compile(lines, name, {"prefetch_step": _prefetch_step})
 
 
 def _make_lanes(K, lf):
@@ -298,21 +337,23 @@ def _make_lanes(K, lf):
 
 
 def _make_dispatch(kind):
-    """``kind`` "shared": ``f(<_make_shared's arguments>, K, G, lf)`` calling the
-    ``_make_shared`` body for (K, G, lf); "rows": ``f(sec, io, j, K, lf, nl)`` for
-    ``_make_lanes``.
+    """``kind`` "shared" / "direct": ``f(<_make_shared's arguments>, K, G, lf)`` calling
+    the ``_make_shared`` body for (K, G, lf), in place or direct; "rows":
+    ``f(sec, io, j, K, lf, nl)`` for ``_make_lanes``.
     Orders 1..MAX_UNROLLED in lfilter's order; order 2 (one or two sections) in
     sosfilt's."""
     ns = {}
-    if kind == "shared":
-        args = "sec, io, nt, cf, tv, nl, pf, x, out, p0, q0, nj, dq, t0"
+    if kind in ("shared", "direct"):
+        direct = kind == "direct"
+        args = _DIRECT_ARGS if direct else _SHARED_ARGS
         lines = [f"def dispatch({args}, K, G, lf):", "    if not lf:",
                  "        if G == 2:", f"            s22({args})",
                  "        else:", f"            s21({args})"]
-        ns["s22"], ns["s21"] = _make_shared(2, 2, False), _make_shared(2, 1, False)
+        ns["s22"] = _make_shared(2, 2, False, direct)
+        ns["s21"] = _make_shared(2, 1, False, direct)
         for K in range(1, MAX_UNROLLED + 1):
             lines += [f"    elif K == {K}:", f"        f{K}({args})"]
-            ns[f"f{K}"] = _make_shared(K, 1, True)
+            ns[f"f{K}"] = _make_shared(K, 1, True, direct)
     else:
         lines = ["def dispatch(sec, io, j, K, lf, nl):", "    if not lf:",
                  "        s2(sec, io, j, nl)"]
@@ -400,4 +441,5 @@ def _lane_coefs(st, bc, ac, s, r, K, p0, q0, dp, dq, cp, cq, n, t):
 
 
 _shared_lanes = _make_dispatch("shared")
+_direct_lanes = _make_dispatch("direct")
 _rows_lanes = _make_dispatch("rows")
