@@ -22,7 +22,8 @@ environment's compiled kernels are not overwritten)::
 
 ``--quick`` runs one seed on three small data sets (a smoke test).
 
-Per data set and method, for seeds ``0 .. repeats-1`` (``random_state``): test
+Per data set and method, for seeds ``first-seed .. first-seed+repeats-1`` (``random_state``;
+``--first-seed`` defaults to 0): test
 accuracy (mean over seeds, with min and max) and the time to make the features
 (``fit`` on the training set, then ``transform`` of the training and the test
 set: wall-clock median with min-max, and the process's CPU time, median), plus
@@ -165,7 +166,8 @@ def section(results, info, args, shapes, started, elapsed, loads):
              f"iirssm {iirssm.__version__}")
     L.append(f"- Method: each transformer with its defaults and `n_jobs=1`, then "
              "`StandardScaler(with_mean=False)` and `RidgeClassifierCV(alphas=np.logspace(-3, 3, "
-             f"10))` (aeon's MiniRocketClassifier pipeline); seeds 0..{args.repeats - 1} "
+             f"10))` (aeon's MiniRocketClassifier pipeline); seeds {args.first_seed}.."
+             f"{args.first_seed + args.repeats - 1} "
              "(`random_state`). *accuracy*: test accuracy, mean over seeds (min–max). "
              "*features s*: `fit(X_train)`, `transform(X_train)`, `transform(X_test)`, "
              "wall-clock median (min–max) over seeds; *CPU s*: the same, process CPU time, "
@@ -229,6 +231,8 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--quick", action="store_true", help="one seed, three small data sets")
     p.add_argument("--repeats", type=int, default=None, help="seeds per data set (default 5)")
+    p.add_argument("--first-seed", type=int, default=0,
+                   help="first seed (default 0): seeds first-seed .. first-seed+repeats-1")
     p.add_argument("--only", default=None, help="comma-separated data set names")
     p.add_argument("--write", default=None, help="replace this file's bench_features section")
     p.add_argument("--busy", type=float, default=0.5, help="other processes' cores to wait for")
@@ -250,7 +254,7 @@ def main(argv=None):
         H.wait_quiet(args, name)
         s0 = H._cpu_snapshot()
         runs = {m: [] for m in ms}
-        for seed in range(args.repeats):
+        for seed in range(args.first_seed, args.first_seed + args.repeats):
             for m, make in ms.items():
                 runs[m].append(run_one(make, seed, Xtr, ytr, Xte, yte))
         loads[name] = H._other_load(s0, H._cpu_snapshot())

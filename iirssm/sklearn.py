@@ -175,22 +175,21 @@ def _bias_levels(rng, n_outputs, n_biases):
     return (np.arange(n_biases) + rng.uniform(size=(n_outputs, n_biases))) / n_biases
 
 
-def _quantile_biases(Z, levels, rng):
-    """Biases from the outputs ``Z`` (m, F, L) of a few training cases.
+def _row_quantile_biases(rows, levels):
+    """Biases of each output from its values ``rows`` (F, L) on one training case.
 
-    For output ``f`` the values of one training case (drawn at random among the
-    ``m``, as MiniRocket draws one training example per kernel) are sorted and read
+    For output ``f`` the values of one training case (drawn at random among up to
+    32, as MiniRocket draws one training example per kernel) are sorted and read
     at ``levels[f]`` with linear interpolation (``numpy.quantile``'s default).
     """
-    m, F, L = Z.shape
-    pick = rng.randint(m, size=F)
-    vals = np.sort(Z[pick, np.arange(F)].astype(np.float64), axis=1)
+    F, L = rows.shape
+    vals = np.sort(rows.astype(np.float64), axis=1)
     pos = levels * (L - 1)
     lo = np.floor(pos).astype(np.intp)
     hi = np.minimum(lo + 1, L - 1)
     w = pos - lo
-    rows = np.arange(F)[:, None]
-    b = vals[rows, lo] * (1 - w) + vals[rows, hi] * w
+    r = np.arange(F)[:, None]
+    b = vals[r, lo] * (1 - w) + vals[r, hi] * w
     return np.sort(b, axis=1)
 
 
@@ -509,14 +508,23 @@ class _BankBase(TransformerMixin, BaseEstimator):
         if K:
             n = X.shape[0]
             idx = np.sort(rng.choice(n, min(n, 32), replace=False))
+            levels = _bias_levels(rng, F, K)
+            pick = rng.randint(idx.size, size=F)      # the case each output's biases come from
             with _threads(_n_threads(self.n_jobs)):
-                Z = self._run(X[idx], np.zeros((F, 0), X.dtype), full=True)
-            self.biases_ = _quantile_biases(Z, _bias_levels(rng, F, K), rng).astype(X.dtype)
+                rows = self._bias_rows(X[idx], pick)
+            self.biases_ = _row_quantile_biases(rows, levels).astype(X.dtype)
         else:
             self.biases_ = np.zeros((F, 0), dtype=X.dtype)
         self._names_out = self._pool_names(names)
         self.n_features_out_ = len(self._names_out)
         return self
+
+    def _bias_rows(self, Xs, pick):
+        """``(F, L)``: output ``f`` of case ``pick[f]`` of ``Xs``, the values its biases
+        are read from (here: every output of every case of ``Xs``, then the picks)."""
+        F = len(self.outputs_)
+        Z = self._run(Xs, np.zeros((F, 0), Xs.dtype), full=True)
+        return Z[pick, np.arange(F)]
 
 
 class FilterBankFeatures(_BankBase):
@@ -820,12 +828,12 @@ class SelectiveFeatures(_BankBase):
 
     Parameters
     ----------
-    n_kernels : int, default=24
+    n_kernels : int, default=30
         Number of selective SSMs (spread evenly over ``differences``, half real and
-        half complex). With the other defaults, 6,912 features for one channel, in
-        less time than MiniRocket's 9,996 on ``benchmarks/bench_features.py``; 30
-        kernels were 0.3 pp more accurate there but slower than MiniRocket on the
-        longest series.
+        half complex). With the other defaults, 8,640 features for one channel, in
+        less time than MiniRocket's 9,996 on ``benchmarks/bench_features.py``; there
+        30 kernels were about 0.3 pp more accurate than 24 (mean over seeds 0-8),
+        and 36 or 42 kernels no better than 30.
     d_state : int, default=6
         Modes per kernel.
     differences : sequence of int, default=(0, 1, 2)
@@ -875,8 +883,10 @@ class SelectiveFeatures(_BankBase):
     One fused Numba kernel per case runs the SSMs block by block (128 samples) and
     pools each block straight away, so nothing of size ``(n_outputs,
     n_timepoints)`` is formed; per sample and kernel it costs two exponentials and a
-    logarithm (a sine and cosine more for complex modes), and the modes' powers
-    ``Ā_n = Ā_1^n`` by multiplication.
+    logarithm (a sine and cosine more for complex modes), all polynomials that
+    vectorise over the block, and the modes' powers ``Ā_n = Ā_1^n`` by
+    multiplication; the recurrences then advance three modes at a time. ``fit``
+    computes each output only on the one training case its biases are read from.
     Each mode equals :func:`iirssm.selective_scan` with ``discretization="zoh"``
     (tested).
 
@@ -891,7 +901,7 @@ class SelectiveFeatures(_BankBase):
     ((5, 132), ['k0_h0', 'k0_h1', 'k0_hp0'])
     """
 
-    def __init__(self, n_kernels=24, d_state=6, *, differences=(0, 1, 2), min_timescale=1.0,
+    def __init__(self, n_kernels=30, d_state=6, *, differences=(0, 1, 2), min_timescale=1.0,
                  selectivity=0.5, n_biases=16, pooling=("ppv", "mean", "max"),
                  random_state=None, n_jobs=None):
         self.n_kernels = n_kernels
@@ -986,12 +996,24 @@ class SelectiveFeatures(_BankBase):
         self._row_ptr = np.asarray(row_ptr, dtype=np.intp)
         return self._finish_fit(X, names, pooling, K, rng)
 
-    def _run(self, X, biases, full):
+    def _bias_rows(self, Xs, pick):
+        """Only output ``f`` of case ``pick[f]`` is computed (``_run(pick=...)``), not
+        every output of up to 32 cases: less than half the work, and one array of
+        ``(n_outputs, n_timepoints)`` instead of 32 of them."""
+        return self._run(Xs, np.zeros((len(self.outputs_), 0), Xs.dtype), full=True,
+                         pick=pick)
+
+    def _run(self, X, biases, full, pick=None):
+        """Pooled features, or with ``full`` the outputs ``(n, F, L)``; with ``pick``
+        (F,) as well, output ``f`` of case ``pick[f]`` only, ``(F, L)``."""
         dt = X.dtype
         U = np.ascontiguousarray(_difference_signals(_as_3d(X), self._diffs))
         n, L = X.shape[0], X.shape[-1]
         F = len(self.outputs_)
-        if full:
+        if pick is not None:
+            Z = np.empty((1, F, L), dtype=dt)
+            pooled = np.empty((0, 0), dtype=dt)
+        elif full:
             Z = np.empty((n, F, L), dtype=dt)
             pooled = np.empty((0, 0), dtype=dt)
         else:
@@ -1007,7 +1029,9 @@ class SelectiveFeatures(_BankBase):
             self.kernel_complex_.astype(np.int8), c(1.0 / self.timescales_),
             c(np.full(D, _THETA)), c(self.delta_weights_), c(self.B_weights_),
             c(self.C_bias_), c(self.C_weights_), self._row_ptr, c(biases), self._offsets,
-            pooled, Z)
+            pooled, Z, np.zeros(0, np.intp) if pick is None else np.asarray(pick, np.intp))
+        if pick is not None:
+            return Z[0]
         return Z if full else pooled
 
     def filter_outputs(self, X):

@@ -345,11 +345,18 @@ def _selective_reference(X, est):
     return np.stack(out, axis=1)
 
 
-@pytest.mark.parametrize("shape, diffs", [((4, 90), (0, 1, 2)), ((3, 3, 50), (1, 0))])
-def test_selective_outputs_equal_selective_scan(rng, shape, diffs):
+@pytest.mark.parametrize("shape, diffs, d_state, n_biases", [
+    ((4, 90), (0, 1, 2), 3, 4),
+    ((3, 3, 50), (1, 0), 3, 4),
+    # several blocks of 128 samples; modes three at a time plus a remainder of two;
+    # biases four at a time plus a remainder (and fewer than four)
+    ((3, 300), (0, 1, 2), 5, 6),
+    ((2, 2, 260), (2,), 2, 3),
+])
+def test_selective_outputs_equal_selective_scan(rng, shape, diffs, d_state, n_biases):
     X = _series(rng, shape) + 0.3
-    est = SelectiveFeatures(n_kernels=8, d_state=3, differences=diffs, n_biases=4,
-                            random_state=2).fit(X)
+    est = SelectiveFeatures(n_kernels=8, d_state=d_state, differences=diffs,
+                            n_biases=n_biases, random_state=2).fit(X)
     Z = est.filter_outputs(X)
     assert Z.shape == (shape[0], len(est.outputs_), shape[-1])
     assert est.kernel_complex_.any() and not est.kernel_complex_.all()
@@ -359,9 +366,35 @@ def test_selective_outputs_equal_selective_scan(rng, shape, diffs):
     assert F.shape == (shape[0], est.n_features_out_)
     assert len(est.get_feature_names_out()) == F.shape[1]
     assert np.all(np.diff(est.biases_, axis=1) >= 0)
-    last = SelectiveFeatures(n_kernels=8, d_state=3, differences=diffs, n_biases=4,
-                             pooling=("ppv", "mean", "max", "last"), random_state=2).fit(X)
+    last = SelectiveFeatures(n_kernels=8, d_state=d_state, differences=diffs,
+                             n_biases=n_biases, pooling=("ppv", "mean", "max", "last"),
+                             random_state=2).fit(X)
     assert_close(last.transform(X), _pool_reference(Z, last.biases_))
+
+
+def test_selective_sincos_matches_libm():
+    """The kernel's vectorisable sin/cos (complex poles) against NumPy's, over many periods."""
+    numba = pytest.importorskip("numba")
+    from iirssm._cpu.features import _sincos
+
+    @numba.njit
+    def both(x):
+        s = np.empty_like(x)
+        c = np.empty_like(x)
+        for j in range(x.size):
+            s[j], c[j] = _sincos(x[j])
+        return s, c
+
+    rng = np.random.default_rng(0)
+    x = np.concatenate([np.linspace(-20, 20, 4001), rng.uniform(-1e4, 1e4, 2000),
+                        np.arange(-8, 9) * (np.pi / 4), [0.0, -0.0, 1e-300, 3e5]])
+    s, c = both(x)
+    assert np.max(np.abs(s - np.sin(x))) <= 4e-16
+    assert np.max(np.abs(c - np.cos(x))) <= 4e-16
+    small = np.abs(x) < 0.5                      # relative accuracy near 0
+    np.testing.assert_allclose(s[small], np.sin(x[small]), rtol=4e-16, atol=1e-300)
+    s, c = both(np.array([np.nan, np.inf, -np.inf]))
+    assert np.isnan(s).all() and np.isnan(c).all()
 
 
 def test_selective_fitted_attributes_and_names(rng):
@@ -391,6 +424,28 @@ def test_selective_fitted_attributes_and_names(rng):
     Z2 = SelectiveFeatures(n_kernels=6, d_state=2, selectivity=0.0,
                            random_state=0).fit(X2).filter_outputs(X2)
     assert_close(Z1, Z2, np.float64, rtol=1e-9, atol=1e-9)
+
+
+def test_selective_biases_from_picked_outputs(rng):
+    """fit computes only the picked (case, output) rows: same draws and biases as the
+    generic path (every output of the 32 cases, then the picks)."""
+    import types
+
+    from iirssm.sklearn import _BankBase
+    X = _series(rng, (40, 2, 150))                 # more than 32 cases; two blocks
+    kw = dict(n_kernels=6, d_state=4, n_biases=5, random_state=7)
+    est = SelectiveFeatures(**kw).fit(X)
+    ref = SelectiveFeatures(**kw)
+    ref._bias_rows = types.MethodType(_BankBase._bias_rows, ref)
+    ref.fit(X)
+    np.testing.assert_array_equal(est.biases_, ref.biases_)
+    np.testing.assert_array_equal(est.transform(X), ref.transform(X))
+    X32 = X[:5, 0].astype(np.float32)              # fewer cases than 32, float32
+    e32 = SelectiveFeatures(**kw).fit(X32)
+    r32 = SelectiveFeatures(**kw)
+    r32._bias_rows = types.MethodType(_BankBase._bias_rows, r32)
+    np.testing.assert_array_equal(e32.biases_, r32.fit(X32).biases_)
+    assert e32.biases_.dtype == np.float32
 
 
 def test_selective_input_not_modified(rng):

@@ -13,7 +13,7 @@ import math
 import numpy as np
 
 from ._jit import inline, jit, prange
-from .selective import _c, softplus as _softplus, vexp as _vexp
+from .selective import _c, _sel, softplus as _softplus, vexp as _vexp
 
 __all__ = ["bank_kernel", "selective_bank_kernel"]
 
@@ -169,9 +169,117 @@ def bank_kernel(U, p_real, p_re, p_im, g_cplx, out_row, ch_ptr, ch_sig, biases, 
                 _write_pooled(pooled, i, f * P, offsets, f, cnt, ssum, smax, last, L)
 
 
+# pi/2 in three parts (fdlibm's pio2_1, pio2_2, pio2_2t): k * _PIO2_1 and k * _PIO2_2
+# are exact for |k| < 2**20, so r = x - k pi/2 keeps full precision up to |x| ~ 1e6.
+_TWO_OVER_PI = 0.6366197723675814
+_PIO2_1 = 1.57079632673412561417e+00
+_PIO2_2 = 6.07710050630396597660e-11
+_PIO2_3 = 2.02226624879595063154e-21
+
+
+@inline
+def _sincos(x):
+    """``(sin x, cos x)`` of a float64 ``x``, vectorisable (no libm call).
+
+    Cody-Waite reduction ``x = k pi/2 + r`` (``|r| <= pi/4``), Taylor polynomials
+    of ``sin r`` (to ``r**15``) and ``cos r`` (to ``r**16``; truncation below
+    5e-17), and the quadrant ``k mod 4`` applied with selects. Within about 1 ulp
+    of ``math.sin``/``math.cos`` for ``|x|`` up to about 1e6 (tested to 3e5); NaN and
+    inf give NaN.
+    """
+    kf = np.floor(x * _TWO_OVER_PI + 0.5)
+    kf = _sel(kf == kf, kf, 0.0)   # noqa: PLR0124  (NaN: k = 0, r carries the NaN)
+    r = ((x - kf * _PIO2_1) - kf * _PIO2_2) - kf * _PIO2_3
+    r2 = r * r
+    ps = -1.0 / 1307674368000.0
+    ps = ps * r2 + 1.0 / 6227020800.0
+    ps = ps * r2 - 1.0 / 39916800.0
+    ps = ps * r2 + 1.0 / 362880.0
+    ps = ps * r2 - 1.0 / 5040.0
+    ps = ps * r2 + 1.0 / 120.0
+    ps = ps * r2 - 1.0 / 6.0
+    s = r + r * (r2 * ps)
+    pc = -1.0 / 20922789888000.0
+    pc = pc * r2 + 1.0 / 87178291200.0
+    pc = pc * r2 - 1.0 / 479001600.0
+    pc = pc * r2 + 1.0 / 3628800.0
+    pc = pc * r2 - 1.0 / 40320.0
+    pc = pc * r2 + 1.0 / 720.0
+    pc = pc * r2 - 1.0 / 24.0
+    pc = pc * r2 + 0.5
+    c = 1.0 - r2 * pc
+    q = kf - 4.0 * np.floor(0.25 * kf)          # k mod 4, exactly (0, 1, 2 or 3)
+    odd = (q == 1.0) | (q == 3.0)
+    sw = _sel(odd, c, s)
+    cw = _sel(odd, s, c)
+    sn = _sel(q >= 2.0, -sw, sw)
+    cs = _sel((q == 1.0) | (q == 2.0), -cw, cw)
+    return sn, cs
+
+
+@inline
+def _pool_block_sel(z, nt, f, r, biases, ssum, smax, cnt):
+    """:func:`_pool_block` with the biases compared four at a time.
+
+    One pass over the block's values counts them against four biases, so each
+    value is loaded once per four biases instead of once per bias. Same results.
+    """
+    s_acc = 0.0
+    m_acc = smax[r]
+    for j in range(nt):
+        s_acc += z[j]
+        m_acc = max(m_acc, z[j])
+    ssum[r] += s_acc
+    smax[r] = m_acc
+    K = biases.shape[1]
+    k = 0
+    while k + 4 <= K:
+        b0 = biases[f, k]
+        b1 = biases[f, k + 1]
+        b2 = biases[f, k + 2]
+        b3 = biases[f, k + 3]
+        c0 = 0
+        c1 = 0
+        c2 = 0
+        c3 = 0
+        for j in range(nt):
+            x = z[j]
+            c0 += x > b0
+            c1 += x > b1
+            c2 += x > b2
+            c3 += x > b3
+        cnt[r, k] += c0
+        cnt[r, k + 1] += c1
+        cnt[r, k + 2] += c2
+        cnt[r, k + 3] += c3
+        k += 4
+    while k < K:
+        b = biases[f, k]
+        c_acc = 0
+        for j in range(nt):
+            c_acc += z[j] > b
+        cnt[r, k] += c_acc
+        k += 1
+
+
+@inline
+def _cmode(pwr, pwi, gm, buf, N, m, j, a_r, a_i, one):
+    """One sample of complex mode ``m``: ``h <- abar h + (1 - abar) g`` with ``abar``
+    ``pwr/pwi[m, j]`` and the real input ``g = gm[m, j]``; ``Re h``/``Im h`` go to
+    rows ``m`` and ``N + m`` of ``buf``. Returns the new ``(Re h, Im h)``."""
+    p_r = pwr[m, j]
+    p_i = pwi[m, j]
+    g = gm[m, j]
+    nre = p_r * a_r - p_i * a_i + (one - p_r) * g
+    a_i = p_r * a_i + p_i * a_r - p_i * g
+    buf[m, j] = nre
+    buf[N + m, j] = a_i
+    return nre, a_i
+
+
 @jit(parallel=True, fma=True)
 def selective_bank_kernel(U, k_ptr, k_sig, sig_w, sig_mu, kind, dt, theta, a_w, b_w, c0_w,
-                          c1_w, row_ptr, biases, offsets, pooled, Z):
+                          c1_w, row_ptr, biases, offsets, pooled, Z, pick):
     """A bank of selective SSMs, pooled (``pooled``) or in full (``Z``, with a time axis).
 
     U (n, S, L): input signals. Kernel ``k`` reads ``v_t = sum_s (U[s, t] - sig_mu[s]) *
@@ -189,12 +297,25 @@ def selective_bank_kernel(U, k_ptr, k_sig, sig_w, sig_mu, kind, dt, theta, a_w, 
     ``Im h_n``, ``|h_n|`` (N each), ``y``; ``y_t = sum_n C_tn h_n`` (real) or
     ``2 sum_n C_tn Re h_n`` (complex) with ``C_tn = c0_w[k, n] + c1_w[k, n] v_t``.
     ``pooled`` (n, F * P): PPV, mean, max, last as in :func:`bank_kernel`.
+    ``Z`` (n, F, L): every output of every case; with ``pick`` (F,) not empty, ``Z``
+    is (1, F, L) and holds output ``f`` of case ``pick[f]`` only (what the PPV
+    biases are read from), and a kernel runs on a case only if one of its outputs
+    is picked from that case.
+
+    Per block of ``_BLOCK`` samples everything that does not depend on the states is
+    computed first, in loops over the block that LLVM vectorises: the time steps,
+    the poles ``abar_n`` (powers of ``abar_1``, whose ``exp``, ``sin`` and ``cos``
+    are the vectorisable :func:`~iirssm._cpu.selective.vexp` and :func:`_sincos`)
+    and the modes' inputs. The recurrences then advance three modes together, three
+    independent multiply-add chains, so the loop is not bound by the latency of
+    one chain.
     """
     n, S, L = U.shape
     D, N = b_w.shape
     F = row_ptr[D]
     K = biases.shape[1]
     full = Z.shape[2] == L
+    picked = pick.shape[0] > 0
     T = _BLOCK
     dty = U.dtype
     z0 = sig_w[0]
@@ -203,16 +324,15 @@ def selective_bank_kernel(U, k_ptr, k_sig, sig_w, sig_mu, kind, dt, theta, a_w, 
     pi = _c(np.pi, z0)
     zero = _c(0.0, z0)
     R = 3 * N + 1
+    N3 = N - N % 3
     for i in prange(n):
         buf = np.empty((R, T), dtype=dty)
         vb = np.empty(T, dtype=dty)
         db = np.empty(T, dtype=dty)
         rb = np.empty(T, dtype=dty)
-        gb = np.empty(T, dtype=dty)
-        qr_b = np.empty(T, dtype=dty)
-        qi_b = np.empty(T, dtype=dty)
-        pr_b = np.empty(T, dtype=dty)
-        pi_b = np.empty(T, dtype=dty)
+        pwr = np.empty((N, T), dtype=dty)    # abar_n: real part (the pole, real modes)
+        pwi = np.empty((N, T), dtype=dty)    # abar_n: imaginary part
+        gm = np.empty((N, T), dtype=dty)     # the modes' inputs
         hr = np.empty(N, dtype=dty)
         hi = np.empty(N, dtype=dty)
         cnt = np.zeros((R, K), dtype=np.int64)
@@ -228,6 +348,12 @@ def selective_bank_kernel(U, k_ptr, k_sig, sig_w, sig_mu, kind, dt, theta, a_w, 
             ak = a_w[k]
             s0 = k_ptr[k]
             s1 = k_ptr[k + 1]
+            if picked:
+                need = False
+                for r in range(nr):
+                    need = need or pick[r0 + r] == i
+                if not need:
+                    continue
             for r in range(nr):
                 for q in range(K):
                     cnt[r, q] = 0
@@ -252,48 +378,54 @@ def selective_bank_kernel(U, k_ptr, k_sig, sig_w, sig_mu, kind, dt, theta, a_w, 
                 for j in range(nt):
                     db[j] = dtk * _softplus(thk + ak * vb[j])
                 if cx:
+                    # ---- poles abar_m = abar_1^m, abar_1 = e^(-delta/2) e^(i pi delta),
+                    # and inputs; then the recurrences, three modes at a time
                     for j in range(nt):
                         rb[j] = _vexp(-half * db[j])
-                else:
                     for j in range(nt):
-                        rb[j] = _vexp(-db[j])
-                # ---- the modes: one recurrence at a time along the block (a chain of
-                # one multiply-add per sample); the rows derived from the states, the
-                # powers of the pole and the inputs are simple loops LLVM vectorises.
-                if cx:
-                    for j in range(nt):
-                        ph = pi * db[j]
-                        pr_b[j] = math.cos(ph)
-                        pi_b[j] = math.sin(ph)
-                    for j in range(nt):      # abar_1 = e^(-delta/2) e^(i pi delta)
-                        qr_b[j] = rb[j] * pr_b[j]
-                        qi_b[j] = rb[j] * pi_b[j]
-                        pr_b[j] = qr_b[j]
-                        pi_b[j] = qi_b[j]
-                    for j in range(nt):
-                        buf[3 * N, j] = zero
+                        sn, cs = _sincos(np.float64(pi * db[j]))
+                        pwr[0, j] = rb[j] * dty.type(cs)
+                        pwi[0, j] = rb[j] * dty.type(sn)
+                    for m in range(1, N):
+                        for j in range(nt):
+                            p_r = pwr[0, j]
+                            p_i = pwi[0, j]
+                            q_r = pwr[m - 1, j]
+                            q_i = pwi[m - 1, j]
+                            pwr[m, j] = q_r * p_r - q_i * p_i
+                            pwi[m, j] = q_r * p_i + q_i * p_r
                     for m in range(N):
-                        if m > 0:            # abar_m = abar_(m-1) abar_1 = abar_1^m
-                            for j in range(nt):
-                                t = qr_b[j] * pr_b[j] - qi_b[j] * pi_b[j]
-                                qi_b[j] = qr_b[j] * pi_b[j] + qi_b[j] * pr_b[j]
-                                qr_b[j] = t
                         bm = b_w[k, m]
                         for j in range(nt):
-                            gb[j] = (one + bm * vb[j]) * vb[j]
+                            gm[m, j] = (one + bm * vb[j]) * vb[j]
+                    for m in range(0, N3, 3):
+                        a_r0 = hr[m]
+                        a_i0 = hi[m]
+                        a_r1 = hr[m + 1]
+                        a_i1 = hi[m + 1]
+                        a_r2 = hr[m + 2]
+                        a_i2 = hi[m + 2]
+                        for j in range(nt):
+                            a_r0, a_i0 = _cmode(pwr, pwi, gm, buf, N, m, j, a_r0, a_i0, one)
+                            a_r1, a_i1 = _cmode(pwr, pwi, gm, buf, N, m + 1, j, a_r1, a_i1, one)
+                            a_r2, a_i2 = _cmode(pwr, pwi, gm, buf, N, m + 2, j, a_r2, a_i2, one)
+                        hr[m] = a_r0
+                        hi[m] = a_i0
+                        hr[m + 1] = a_r1
+                        hi[m + 1] = a_i1
+                        hr[m + 2] = a_r2
+                        hi[m + 2] = a_i2
+                    for m in range(N3, N):
                         a_r = hr[m]
                         a_i = hi[m]
                         for j in range(nt):
-                            p_r = qr_b[j]
-                            p_i = qi_b[j]
-                            g = gb[j]
-                            nre = p_r * a_r - p_i * a_i + (one - p_r) * g
-                            a_i = p_r * a_i + p_i * a_r - p_i * g
-                            a_r = nre
-                            buf[m, j] = a_r
-                            buf[N + m, j] = a_i
+                            a_r, a_i = _cmode(pwr, pwi, gm, buf, N, m, j, a_r, a_i, one)
                         hr[m] = a_r
                         hi[m] = a_i
+                    # ---- rows derived from the states
+                    for j in range(nt):
+                        buf[3 * N, j] = zero
+                    for m in range(N):
                         cm0 = 2 * c0_w[k, m]
                         cm1 = 2 * c1_w[k, m]
                         for j in range(nt):
@@ -303,33 +435,56 @@ def selective_bank_kernel(U, k_ptr, k_sig, sig_w, sig_mu, kind, dt, theta, a_w, 
                             buf[3 * N, j] += (cm0 + cm1 * vb[j]) * x_r
                 else:
                     for j in range(nt):
-                        qr_b[j] = rb[j]
-                        buf[2 * N, j] = zero
+                        pwr[0, j] = _vexp(-db[j])
+                    for m in range(1, N):
+                        for j in range(nt):
+                            pwr[m, j] = pwr[m - 1, j] * pwr[0, j]
                     for m in range(N):
-                        if m > 0:            # abar_m = abar_1^m
-                            for j in range(nt):
-                                qr_b[j] *= rb[j]
                         bm = b_w[k, m]
                         for j in range(nt):
-                            p = qr_b[j]
-                            gb[j] = (one - p) * ((one + bm * vb[j]) * vb[j])
+                            p = pwr[m, j]
+                            gm[m, j] = (one - p) * ((one + bm * vb[j]) * vb[j])
+                    for m in range(0, N3, 3):
+                        h0 = hr[m]
+                        h1 = hr[m + 1]
+                        h2 = hr[m + 2]
+                        for j in range(nt):
+                            h0 = pwr[m, j] * h0 + gm[m, j]
+                            h1 = pwr[m + 1, j] * h1 + gm[m + 1, j]
+                            h2 = pwr[m + 2, j] * h2 + gm[m + 2, j]
+                            buf[m, j] = h0
+                            buf[m + 1, j] = h1
+                            buf[m + 2, j] = h2
+                        hr[m] = h0
+                        hr[m + 1] = h1
+                        hr[m + 2] = h2
+                    for m in range(N3, N):
                         h = hr[m]
                         for j in range(nt):
-                            h = qr_b[j] * h + gb[j]
+                            h = pwr[m, j] * h + gm[m, j]
                             buf[m, j] = h
                         hr[m] = h
+                    for j in range(nt):
+                        buf[2 * N, j] = zero
+                    for m in range(N):
                         cm0 = c0_w[k, m]
                         cm1 = c1_w[k, m]
                         for j in range(nt):
                             buf[N + m, j] = vb[j] - buf[m, j]
                             buf[2 * N, j] += (cm0 + cm1 * vb[j]) * buf[m, j]
-                # ---- pooling of the block's rows
+                # ---- pooling of the block's rows (or their copy to Z)
                 for r in range(nr):
                     f = r0 + r
-                    _pool_block(buf[r], nt, f, r, biases, ssum, smax, cnt)
+                    if picked:
+                        if pick[f] == i:
+                            for j in range(nt):
+                                Z[0, f, t0 + j] = buf[r, j]
+                        continue
                     if full:
                         for j in range(nt):
                             Z[i, f, t0 + j] = buf[r, j]
+                        continue
+                    _pool_block_sel(buf[r], nt, f, r, biases, ssum, smax, cnt)
                     if t0 + nt == L:
                         last[r] = buf[r, nt - 1]
             if not full:
