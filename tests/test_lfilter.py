@@ -189,6 +189,23 @@ def test_sosfilt_nd_against_reference(rng, kind):
         assert_close(zf[:, c], rzf, np.float64)
 
 
+@pytest.mark.parametrize("ns", [1, 2, 5])
+def test_sosfilt_time_varying_time_major_against_reference(rng, ns):
+    """Axis 0 of C-ordered data with coefficients shared by the channels and varying in
+    time: the kernel's first section reads x and its last one writes out directly, the
+    sections between them (ns = 5: pairs, then a single one) work in its buffer. 40
+    channels: a full tile of lanes and a ragged one; 150 samples: three blocks."""
+    T, C = 150, 40
+    sos = np.stack([random_sos(rng, ns) for _ in range(T)], axis=-1)      # (ns, 6, T)
+    x = rng.standard_normal((T, C))
+    zi = rng.standard_normal((ns, 2, C))
+    y, zf = iirssm.sosfilt(sos[..., None], x, axis=0, zi=zi)
+    for c in range(C):
+        ry, rzf = _reference.sosfilt(sos, x[:, c], zi[:, :, c])
+        assert_close(y[:, c], ry, np.float64)
+        assert_close(zf[:, :, c], rzf, np.float64)
+
+
 def test_constant_time_varying_equals_fixed(rng):
     sos = random_sos(rng, 4)
     x = rng.standard_normal((3, 80))
