@@ -23,7 +23,9 @@ def _pool_block(z, nt, f, r, biases, ssum, smax, cnt):
     """Add a block's ``nt`` values ``z`` of output ``f`` to the running pool slot ``r``.
 
     Sum and max, and per bias of ``f`` the count of values above it (the PPV's
-    numerator). Each loop is a simple reduction, which LLVM vectorises.
+    numerator). Each loop is a simple reduction, which LLVM vectorises; one pass
+    over the block counts against four biases, so each value is loaded once per
+    four biases instead of once per bias (integer counts: the same results).
     """
     s_acc = 0.0
     m_acc = smax[r]
@@ -32,12 +34,50 @@ def _pool_block(z, nt, f, r, biases, ssum, smax, cnt):
         m_acc = max(m_acc, z[j])
     ssum[r] += s_acc
     smax[r] = m_acc
-    for k in range(biases.shape[1]):
+    K = biases.shape[1]
+    k = 0
+    while k + 4 <= K:
+        b0 = biases[f, k]
+        b1 = biases[f, k + 1]
+        b2 = biases[f, k + 2]
+        b3 = biases[f, k + 3]
+        c0 = 0
+        c1 = 0
+        c2 = 0
+        c3 = 0
+        for j in range(nt):
+            x = z[j]
+            c0 += x > b0
+            c1 += x > b1
+            c2 += x > b2
+            c3 += x > b3
+        cnt[r, k] += c0
+        cnt[r, k + 1] += c1
+        cnt[r, k + 2] += c2
+        cnt[r, k + 3] += c3
+        k += 4
+    while k < K:
         b = biases[f, k]
         c_acc = 0
         for j in range(nt):
             c_acc += z[j] > b
         cnt[r, k] += c_acc
+        k += 1
+
+
+@inline
+def _cmode(pwr, pwi, gm, buf, N, m, j, a_r, a_i, one):
+    """One sample of complex mode ``m``: ``h <- abar h + (1 - abar) g`` with ``abar``
+    ``pwr/pwi[m, j]`` and the real input ``g = gm[m, j]``; ``Re h``/``Im h`` go to
+    rows ``m`` and ``N + m`` of ``buf``. Returns the new ``(Re h, Im h)``."""
+    p_r = pwr[m, j]
+    p_i = pwi[m, j]
+    g = gm[m, j]
+    nre = p_r * a_r - p_i * a_i + (one - p_r) * g
+    a_i = p_r * a_i + p_i * a_r - p_i * g
+    buf[m, j] = nre
+    buf[N + m, j] = a_i
+    return nre, a_i
 
 
 @inline
@@ -215,66 +255,6 @@ def _sincos(x):
     sn = _sel(q >= 2.0, -sw, sw)
     cs = _sel((q == 1.0) | (q == 2.0), -cw, cw)
     return sn, cs
-
-
-@inline
-def _pool_block_sel(z, nt, f, r, biases, ssum, smax, cnt):
-    """:func:`_pool_block` with the biases compared four at a time.
-
-    One pass over the block's values counts them against four biases, so each
-    value is loaded once per four biases instead of once per bias. Same results.
-    """
-    s_acc = 0.0
-    m_acc = smax[r]
-    for j in range(nt):
-        s_acc += z[j]
-        m_acc = max(m_acc, z[j])
-    ssum[r] += s_acc
-    smax[r] = m_acc
-    K = biases.shape[1]
-    k = 0
-    while k + 4 <= K:
-        b0 = biases[f, k]
-        b1 = biases[f, k + 1]
-        b2 = biases[f, k + 2]
-        b3 = biases[f, k + 3]
-        c0 = 0
-        c1 = 0
-        c2 = 0
-        c3 = 0
-        for j in range(nt):
-            x = z[j]
-            c0 += x > b0
-            c1 += x > b1
-            c2 += x > b2
-            c3 += x > b3
-        cnt[r, k] += c0
-        cnt[r, k + 1] += c1
-        cnt[r, k + 2] += c2
-        cnt[r, k + 3] += c3
-        k += 4
-    while k < K:
-        b = biases[f, k]
-        c_acc = 0
-        for j in range(nt):
-            c_acc += z[j] > b
-        cnt[r, k] += c_acc
-        k += 1
-
-
-@inline
-def _cmode(pwr, pwi, gm, buf, N, m, j, a_r, a_i, one):
-    """One sample of complex mode ``m``: ``h <- abar h + (1 - abar) g`` with ``abar``
-    ``pwr/pwi[m, j]`` and the real input ``g = gm[m, j]``; ``Re h``/``Im h`` go to
-    rows ``m`` and ``N + m`` of ``buf``. Returns the new ``(Re h, Im h)``."""
-    p_r = pwr[m, j]
-    p_i = pwi[m, j]
-    g = gm[m, j]
-    nre = p_r * a_r - p_i * a_i + (one - p_r) * g
-    a_i = p_r * a_i + p_i * a_r - p_i * g
-    buf[m, j] = nre
-    buf[N + m, j] = a_i
-    return nre, a_i
 
 
 @jit(parallel=True, fma=True)
@@ -484,7 +464,7 @@ def selective_bank_kernel(U, k_ptr, k_sig, sig_w, sig_mu, kind, dt, theta, a_w, 
                         for j in range(nt):
                             Z[i, f, t0 + j] = buf[r, j]
                         continue
-                    _pool_block_sel(buf[r], nt, f, r, biases, ssum, smax, cnt)
+                    _pool_block(buf[r], nt, f, r, biases, ssum, smax, cnt)
                     if t0 + nt == L:
                         last[r] = buf[r, nt - 1]
             if not full:
