@@ -59,7 +59,7 @@ from llvmlite import ir
 from numba import types
 from numba.extending import intrinsic, overload
 
-from ._jit import FMA_FLAGS, inline, jit, kernel, prange
+from ._jit import FMA_FLAGS, inline, jit, kernel, prange, prefetch
 
 __all__ = ["vexp", "vexpm1", "softplus", "scan_fwd", "scan_bwd", "W", "TB", "TB_BWD",
            "DISCRETIZATIONS"]
@@ -803,6 +803,19 @@ def _reverse_block(disc, nt, t0, b, slot, Bw, btv, gB, Cw, ctv, gC, yscale, dtb,
         _lane_sums(GC, nt, N, dCs, b, slot, gC, t0)
 
 
+@inline
+def _prefetch_rows(a, b, d0, m, t0, nt):
+    """Ask for every cache line of ``a[b, d0:d0 + m, t0:t0 + nt]`` (``prefetch``)."""
+    s0, s1, s2 = a.strides
+    base = np.intp(a.ctypes.data) + b * s0 + d0 * s1 + t0 * s2
+    last = (nt - 1) * s2
+    for lane in range(m):
+        r = base + lane * s1
+        for o in range(0, last, 64):
+            prefetch(r + o, False)
+        prefetch(r + last, False)
+
+
 @kernel(fma=True)
 def scan_bwd(u, delta, bias, sp, disc, A, Bw, btv, gsB, Cw, ctv, gsC, Dv, z, has_z, h0,
              tiles, nslot, yscale, dout, dlast, ck_in,
@@ -813,7 +826,10 @@ def scan_bwd(u, delta, bias, sp, disc, A, Bw, btv, gsB, Cw, ctv, gsC, Dv, z, has
     segment by segment from the end, the segment is recomputed from its checkpoint
     (states and ``a - 1`` kept, ``(TB_BWD + 1) x 2 x N x W``) and walked backwards
     with the adjoint ``λ[t-1] = conj(Ā[t])·λ[t] + conj(C[t-1])·dy[t-1]``
-    (:func:`_reverse_block`).
+    (:func:`_reverse_block`). While a segment is processed, the rows of the one
+    before it are prefetched (:func:`_prefetch_rows`): walked backwards, a few
+    lines per row, they are not a stream the hardware prefetchers follow
+    (``docs/performance.md``).
 
     Jobs are (batch entry, slot) pairs; slot ``s`` takes tiles ``s, s + nslot, ...``
     so that the gradients of time-varying B and C, summed over channels, go to a
@@ -902,6 +918,15 @@ def scan_bwd(u, delta, bias, sp, disc, A, Bw, btv, gsB, Cw, ctv, gsC, Dv, z, has
                     for lane in range(W):
                         hl[n, lane] = ck[kb, n, lane]
                         he[n * 2 * W + W + lane] = ck[kb, n, lane]    # slot tt = -1
+                if kb > 0:
+                    # the rows of the segment before this one, processed next: walked
+                    # backwards, 16 rows of 2-3 lines at a time per array, they are no
+                    # stream the hardware prefetchers follow
+                    _prefetch_rows(u, b, d0, m, t0 - TB_BWD, TB_BWD)
+                    _prefetch_rows(delta, b, d0, m, t0 - TB_BWD, TB_BWD)
+                    _prefetch_rows(dout, b, d0, m, t0 - TB_BWD, TB_BWD)
+                    if has_z:
+                        _prefetch_rows(z, b, d0, m, t0 - TB_BWD, TB_BWD)
                 _load_block(u, delta, bias, sp, b, d0, m, t0, nt, dtb, ub, vb)
                 _advance(disc, Al, hl, dtb, ub, nt, t0, Bw, btv, gsB, Bl, Cw, ctv, gsC, Cl,
                          b, d0, yb, he, True)
