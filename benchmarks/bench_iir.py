@@ -27,6 +27,7 @@ import datetime as _dt
 import os
 import sys
 
+import numba
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -44,20 +45,10 @@ def parallel_copy(x):
     return out
 
 
-def _compile_par_copy():
-    import numba
-
-    @numba.njit(parallel=True, cache=True)
-    def copy(src, dst):
-        n = src.shape[0]
-        chunk = 1 << 16
-        for c in numba.prange((n + chunk - 1) // chunk):
-            for i in range(c * chunk, min(n, (c + 1) * chunk)):
-                dst[i] = src[i]
-    return copy
-
-
-_par_copy = _compile_par_copy()
+@numba.njit(parallel=True, cache=True)
+def _par_copy(src, dst):
+    for i in numba.prange(src.shape[0]):      # one contiguous range per thread
+        dst[i] = src[i]
 
 START = "<!-- bench_iir:start -->"
 END = "<!-- bench_iir:end -->"

@@ -920,8 +920,8 @@ def scan_bwd(u, delta, bias, sp, disc, A, Bw, btv, gsB, Cw, ctv, gsC, Dv, z, has
                         he[n * 2 * W + W + lane] = ck[kb, n, lane]    # slot tt = -1
                 if kb > 0:
                     # the rows of the segment before this one, processed next: walked
-                    # backwards, 16 rows of 2-3 lines at a time per array, they are no
-                    # stream the hardware prefetchers follow
+                    # backwards, 16 rows of 2-3 lines at a time per array, they are not
+                    # a stream the hardware prefetchers follow
                     _prefetch_rows(u, b, d0, m, t0 - TB_BWD, TB_BWD)
                     _prefetch_rows(delta, b, d0, m, t0 - TB_BWD, TB_BWD)
                     _prefetch_rows(dout, b, d0, m, t0 - TB_BWD, TB_BWD)
