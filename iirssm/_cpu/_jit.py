@@ -1,7 +1,8 @@
 """The one decorator every CPU kernel uses, with the project's Numba options.
 
 * ``cache=True``: compiled kernels are stored next to the source and reloaded by
-  later processes (a cached kernel loads in milliseconds; compiling takes 0.2-0.8 s).
+  later processes (a cached kernel loads in milliseconds; compiling one takes
+  from about a second to 80-115 s for the IIR cascade, ``docs/conventions.md``).
 * ``nogil=True``: kernels release the GIL, so Python threads (dask's threaded
   scheduler, for instance) can run them concurrently.
 * ``error_model="numpy"``: division by zero gives inf/NaN as in NumPy, with no
@@ -17,18 +18,29 @@
 
 ``parallel=True`` kernels use ``numba.prange``; they respect
 ``numba.set_num_threads`` / ``NUMBA_NUM_THREADS``.
+
+Entry points (the kernels the front ends call) declare the arguments they write
+(``writes=``); every other array argument reaches them as a read-only view
+(:class:`ReadOnlyInputs`). Numba compiles one machine-code version per argument
+type, and whether an array is writable is part of its type: a kernel given
+sometimes a writable and sometimes a read-only input (a broadcast view, a
+read-only memory map, scikit-learn's checks) was compiled twice, at 30-120 s per
+compilation for the largest kernels. With every input read-only there is one
+version per dtype and layout, and writing an input is a compile-time error.
 """
 
+import inspect
 import types
 
 import numba
+import numpy as np
 from llvmlite import ir
 from numba.core import cgutils
 from numba.core import types as nbtypes
 from numba.extending import intrinsic
 
 __all__ = ["jit", "inline", "kernel", "prange", "prefetch", "LANES", "PARALLEL_MIN_SAMPLES",
-           "FMA_FLAGS"]
+           "FMA_FLAGS", "ReadOnlyInputs"]
 
 prange = numba.prange
 
@@ -48,14 +60,53 @@ LANES = 8
 FMA_FLAGS = frozenset({"contract"})
 
 
-def jit(func=None, *, parallel: bool = False, fma: bool = False):
+def jit(func=None, *, parallel: bool = False, fma: bool = False, writes=None):
     """``numba.njit`` with the project's options; usable as ``@jit`` or ``@jit(parallel=True)``.
 
     ``fma=True`` lets LLVM fuse multiply-adds (:data:`FMA_FLAGS`) and nothing else.
+    ``writes``: for an entry point called from Python, the names of the arguments it
+    writes; the result is then a :class:`ReadOnlyInputs` (not callable from other
+    compiled code). Helpers called from kernels leave it ``None``.
     """
-    deco = numba.njit(cache=True, nogil=True, parallel=parallel, error_model="numpy",
+    njit = numba.njit(cache=True, nogil=True, parallel=parallel, error_model="numpy",
                       fastmath=set(FMA_FLAGS) if fma else False)
+
+    def deco(f):
+        d = njit(f)
+        return d if writes is None else ReadOnlyInputs(d, writes)
     return deco if func is None else deco(func)
+
+
+def _readonly(a):
+    if isinstance(a, np.ndarray) and a.flags.writeable:
+        a = a.view()
+        a.flags.writeable = False
+    return a
+
+
+class ReadOnlyInputs:
+    """A compiled entry point whose array arguments, except those named in ``writes``,
+    are passed as read-only views (module docstring): one compiled version per
+    dtype and layout, not two per writable flag. ``dispatcher`` is the Numba
+    dispatcher itself."""
+
+    def __init__(self, dispatcher, writes):
+        params = list(inspect.signature(dispatcher.py_func).parameters)
+        unknown = sorted(set(writes) - set(params))
+        if unknown:
+            raise ValueError(f"{dispatcher.py_func.__name__}: writes names unknown "
+                             f"arguments {unknown}")
+        self.dispatcher = dispatcher
+        self._inputs = tuple(i for i, p in enumerate(params) if p not in writes)
+        self.__doc__ = dispatcher.__doc__
+        self.__name__ = dispatcher.__name__
+
+    def __call__(self, *args):
+        args = list(args)
+        for i in self._inputs:
+            if i < len(args):
+                args[i] = _readonly(args[i])
+        return self.dispatcher(*args)
 
 
 def inline(func):
@@ -75,9 +126,9 @@ class Kernel:
     """A kernel compiled twice from one source: ``parallel`` (prange over threads) and
     ``serial`` (prange as range). ``pick(n_samples)`` chooses by the size of the work."""
 
-    def __init__(self, func, fma: bool = False):
-        self.parallel = jit(_renamed(func, "_parallel"), parallel=True, fma=fma)
-        self.serial = jit(_renamed(func, "_serial"), fma=fma)
+    def __init__(self, func, fma: bool = False, writes=()):
+        self.parallel = jit(_renamed(func, "_parallel"), parallel=True, fma=fma, writes=writes)
+        self.serial = jit(_renamed(func, "_serial"), fma=fma, writes=writes)
         self.__doc__ = func.__doc__
         self.__name__ = func.__name__
 
@@ -97,14 +148,16 @@ def _renamed(func, suffix):
     return f
 
 
-def kernel(func=None, *, fma: bool = False):
+def kernel(func=None, *, fma: bool = False, writes=()):
     """Decorator: compile ``func`` as a :class:`Kernel` (parallel and serial variants).
 
-    Usable as ``@kernel`` or ``@kernel(fma=True)`` (see :data:`FMA_FLAGS`).
+    Usable as ``@kernel(writes=("out",))`` or ``@kernel(fma=True, writes=...)`` (see
+    :data:`FMA_FLAGS`); ``writes`` names the arguments the kernel writes, every other
+    array argument is passed read-only (:class:`ReadOnlyInputs`).
     """
     if func is None:
-        return lambda f: Kernel(f, fma=fma)
-    return Kernel(func, fma=fma)
+        return lambda f: Kernel(f, fma=fma, writes=writes)
+    return Kernel(func, fma=fma, writes=writes)
 
 
 @intrinsic

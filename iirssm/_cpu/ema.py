@@ -22,7 +22,7 @@ from ._jit import kernel, prange
 __all__ = ["ewm_state"]
 
 
-@kernel
+@kernel(writes=("out",))
 def ewm_state(d, al, x, mean0, wt0, cnt0, mask, out, adjust, ignore_na, minp):
     """Run the pandas ewm-mean state machine on the signals where ``mask`` is True.
 

@@ -99,7 +99,7 @@ def _write_pooled(pooled, i, o, offsets, r, cnt, ssum, smax, last, L):
 _BLOCK = 128
 
 
-@jit(parallel=True)
+@jit(parallel=True, writes=("pooled", "Z"))
 def bank_kernel(U, p_real, p_re, p_im, g_cplx, out_row, ch_ptr, ch_sig, biases, offsets,
                  pooled, Z):
     """Filter-bank outputs, pooled (``pooled``) or in full (``Z``, when it has a time axis).
@@ -257,7 +257,7 @@ def _sincos(x):
     return sn, cs
 
 
-@jit(parallel=True, fma=True)
+@jit(parallel=True, fma=True, writes=("pooled", "Z"))
 def selective_bank_kernel(U, k_ptr, k_sig, sig_w, sig_mu, kind, dt, theta, a_w, b_w, c0_w,
                           c1_w, row_ptr, biases, offsets, pooled, Z, pick):
     """A bank of selective SSMs, pooled (``pooled``) or in full (``Z``, with a time axis).

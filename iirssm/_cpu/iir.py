@@ -107,7 +107,7 @@ def cascade_lanes(P: int, Q: int, itemsize: int) -> int:
     return n
 
 
-@kernel(fma=True)
+@kernel(fma=True, writes=("z", "out"))
 def df2t(bc, ac, x, z, out, n_lanes, lf):
     """Filter ``(P, L, Q)`` through the section cascade into ``out``.
 
@@ -123,7 +123,9 @@ def df2t(bc, ac, x, z, out, n_lanes, lf):
     else:
         njobs = P * ((Q + n_lanes - 1) // n_lanes)
     for job in prange(njobs):
-        _job(job, bc, ac, x, z, out, n_lanes, lf)
+        # an intp index: the parallel variant's loop index is unsigned, and _job would be
+        # compiled a second time for it (one compilation of _job is ~80 s)
+        _job(np.intp(job), bc, ac, x, z, out, n_lanes, lf)
 
 
 @jit(fma=True)

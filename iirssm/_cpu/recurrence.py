@@ -34,7 +34,7 @@ from ._jit import LANES, kernel, prange
 __all__ = ["scan_rows", "scan_cols", "scan_rows_chunked"]
 
 
-@kernel
+@kernel(writes=("out",))
 def scan_rows(c, x, h0, out, ema, reverse):
     """Scan ``(P, L)`` rows. ``c``: ``(Pc, Lc)``; ``h0``: ``(P,)``; writes ``out`` and returns final states."""
     P, L = x.shape
@@ -73,7 +73,7 @@ def scan_rows(c, x, h0, out, ema, reverse):
     return hf
 
 
-@kernel
+@kernel(writes=("out",))
 def scan_cols(c, x, h0, out, ema, reverse, qb):
     """Scan time-major ``(P, L, Q)`` in blocks of ``qb`` channels.
 
@@ -135,7 +135,7 @@ def scan_cols(c, x, h0, out, ema, reverse, qb):
     return hf
 
 
-@kernel
+@kernel(writes=("out",))
 def scan_rows_chunked(c, x, h0, out, ema, reverse, n_chunks):
     """Scan a few long ``(P, L)`` rows in ``n_chunks`` pieces per row (a multiple of ``LANES``).
 

@@ -585,7 +585,7 @@ def _lane_sums(G, nt, N, dst, b, slot, g, t0):
             dst[b, slot, g, t0 + tt, n] += ((s0 + s4) + (s2 + s6)) + ((s1 + s5) + (s3 + s7))
 
 
-@kernel(fma=True)
+@kernel(fma=True, writes=("out", "hlast", "ck"))
 def scan_fwd(u, delta, bias, sp, disc, A, Bw, btv, gsB, Cw, ctv, gsC, Dv, z, has_z, h0,
              tiles, out, hlast, ck):
     """Forward selective scan; writes ``out`` (batch, dim, L) and ``hlast`` (batch, dim, N).
@@ -816,7 +816,9 @@ def _prefetch_rows(a, b, d0, m, t0, nt):
         prefetch(r + last, False)
 
 
-@kernel(fma=True)
+# ck_in is only read, but shares one variable (so one type) with the local checkpoints
+@kernel(fma=True, writes=("ck_in", "du", "ddelta", "dz", "dA_p", "dBl_p", "dCl_p", "dBs",
+                          "dCs", "dD_p", "dbias_p", "dh0", "stale"))
 def scan_bwd(u, delta, bias, sp, disc, A, Bw, btv, gsB, Cw, ctv, gsC, Dv, z, has_z, h0,
              tiles, nslot, yscale, dout, dlast, ck_in,
              du, ddelta, dz, dA_p, dBl_p, dCl_p, dBs, dCs, dD_p, dbias_p, dh0, stale):

@@ -67,7 +67,7 @@ _ROWS = 8
 _UR, _UI, _YR, _YI = 0, 1, 2, 3
 
 
-@kernel
+@kernel(writes=("g_r", "g_i", "yr", "yi"))
 def ssm_scan(xr, xi, lam_r, lam_i, beta, w_r, w_i, d_r, d_i, g_r, g_i, yr, yi, case, free,
              n_lanes):
     """Run the modal recurrence over ``(P, L, Q)``.
@@ -87,7 +87,8 @@ def ssm_scan(xr, xi, lam_r, lam_i, beta, w_r, w_i, d_r, d_i, g_r, g_i, yr, yi, c
     else:
         njobs = P * ((Q + SSM_LANES - 1) // SSM_LANES)
     for job in prange(njobs):
-        _job(job, xr, xi, lam_r, lam_i, beta, w_r, w_i, d_r, d_i, g_r, g_i, yr, yi, case,
+        # an intp index (the parallel loop index is unsigned: a second compilation of _job)
+        _job(np.intp(job), xr, xi, lam_r, lam_i, beta, w_r, w_i, d_r, d_i, g_r, g_i, yr, yi, case,
              free, n_lanes)
 
 

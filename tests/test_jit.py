@@ -1,0 +1,81 @@
+"""The kernels' entry points take their inputs read-only (``iirssm/_cpu/_jit.py``):
+one compiled version per dtype and layout, whatever the writable flag of an input."""
+
+import numba
+import numpy as np
+import pytest
+import scipy.signal
+
+import iirssm
+from iirssm._cpu._jit import ReadOnlyInputs, jit
+from iirssm._cpu.iir import df2t
+from iirssm._cpu.recurrence import scan_rows
+
+
+@jit(writes=("out",))
+def _add_one(x, out):
+    for i in range(x.size):
+        out[i] = x[i] + 1.0
+
+
+def test_writable_and_read_only_inputs_share_one_compilation():
+    x = np.arange(5.0)
+    out = np.empty(5)
+    _add_one(x, out)
+    ro = np.arange(5.0)
+    ro.flags.writeable = False
+    _add_one(ro, out)
+    _add_one(np.broadcast_to(np.float64(2.0), (5,)), out)     # read-only and strided
+    np.testing.assert_array_equal(out, 3.0)
+    sigs = _add_one.dispatcher.signatures
+    assert len([s for s in sigs if s[0].layout == "C"]) == 1, sigs
+    assert all(not s[0].mutable and s[1].mutable for s in sigs), sigs
+
+
+def test_caller_arrays_keep_their_flags_and_values():
+    x = np.arange(5.0)
+    out = np.empty(5)
+    _add_one(x, out)
+    assert x.flags.writeable and out.flags.writeable
+    np.testing.assert_array_equal(x, np.arange(5.0))
+    np.testing.assert_array_equal(out, np.arange(5.0) + 1)
+
+
+def test_writing_an_undeclared_input_does_not_compile():
+    def writes_x(x, out):
+        x[0] = 1.0
+        out[0] = 0.0
+
+    bad = jit(writes_x, writes=("out",))
+    with pytest.raises(numba.core.errors.TypingError, match="readonly"):
+        bad(np.zeros(2), np.zeros(2))
+
+
+def test_writes_must_name_arguments():
+    def f(x, out):
+        out[0] = x[0]
+
+    with pytest.raises(ValueError, match=r"unknown arguments \['y'\]"):
+        jit(f, writes=("out", "y"))
+    assert isinstance(jit(f, writes=("out",)), ReadOnlyInputs)
+
+
+@pytest.mark.parametrize("make_read_only", [
+    lambda x: np.broadcast_to(x, (2,) + x.shape)[0],
+    lambda x: np.frombuffer(x.tobytes()).reshape(x.shape),
+])
+def test_library_kernels_compile_once_for_both_flags(rng, make_read_only):
+    x = rng.standard_normal((3, 200))
+    ro = make_read_only(x)
+    assert not ro.flags.writeable
+    b, a = scipy.signal.butter(2, 0.2)
+    before = len(df2t.serial.dispatcher.signatures)
+    y = iirssm.lfilter(b, a, x)
+    mid = len(df2t.serial.dispatcher.signatures)
+    np.testing.assert_array_equal(iirssm.lfilter(b, a, ro), y)
+    assert len(df2t.serial.dispatcher.signatures) == mid <= before + 1
+    before = len(scan_rows.serial.dispatcher.signatures)
+    e = iirssm.ema(x, alpha=0.2)
+    mid = len(scan_rows.serial.dispatcher.signatures)
+    np.testing.assert_array_equal(iirssm.ema(ro, alpha=0.2), e)
+    assert len(scan_rows.serial.dispatcher.signatures) == mid <= before + 1
