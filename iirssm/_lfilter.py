@@ -55,18 +55,9 @@ def _run_cascade(bw, aw, x_arr, frame, dtype, z0, lf):
     x3 = to_work(x_arr, frame)
     out_nd, out3 = new_output(frame, dtype)
     z = np.ascontiguousarray(z0.transpose(0, 3, 1, 2)).copy()   # (P, Q, S, K), updated in place
-    # Read-only views of the coefficients (no copy): some arrive read-only (broadcast),
-    # some writable, and Numba compiles the kernel once per flag (30-60 s each).
-    bw, aw = _readonly(bw), _readonly(aw)
     df2t.pick(P * L * Q)(bw, aw, x3, z, out3, cascade_lanes(P, Q, np.dtype(dtype).itemsize),
                          lf)
     return finish_output(out_nd, out3, frame), z.transpose(0, 2, 3, 1)
-
-
-def _readonly(a):
-    v = a.view()
-    v.flags.writeable = False
-    return v
 
 
 def _few_rows(frame) -> bool:
