@@ -25,7 +25,7 @@ from . import _pandas
 from ._arraytools import (coef_to_work, finish_output, frame_of, new_output,
                           state_from_work, state_shape, state_to_work, to_work)
 from ._backend import foreign
-from ._cpu.iir import cascade_lanes, df2t
+from ._cpu.iir import cascade_lanes, cascade_spec, df2t
 from ._cpu._jit import LANES
 from ._validation import as_float_array, compute_dtype, signal_array
 
@@ -56,7 +56,7 @@ def _run_cascade(bw, aw, x_arr, frame, dtype, z0, lf):
     out_nd, out3 = new_output(frame, dtype)
     z = np.ascontiguousarray(z0.transpose(0, 3, 1, 2)).copy()   # (P, Q, S, K), updated in place
     df2t.pick(P * L * Q)(bw, aw, x3, z, out3, cascade_lanes(P, Q, np.dtype(dtype).itemsize),
-                         lf)
+                         lf, cascade_spec(bw.shape[1] - 1, lf))
     return finish_output(out_nd, out3, frame), z.transpose(0, 2, 3, 1)
 
 

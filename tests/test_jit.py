@@ -8,7 +8,7 @@ import scipy.signal
 
 import iirssm
 from iirssm._cpu._jit import ReadOnlyInputs, jit
-from iirssm._cpu.iir import df2t
+from iirssm._cpu.iir import MAX_UNROLLED, cascade_spec, df2t
 from iirssm._cpu.recurrence import scan_rows
 
 
@@ -60,22 +60,56 @@ def test_writes_must_name_arguments():
     assert isinstance(jit(f, writes=("out",)), ReadOnlyInputs)
 
 
+def _cascade_versions(dtype, K, lf=True):
+    """The serial cascade's compiled versions for ``dtype`` and sections of order ``K``."""
+    spec = numba.typeof(cascade_spec(K, lf))
+    return [s for s in df2t.serial.dispatcher.signatures
+            if s[2].dtype == numba.from_dtype(np.dtype(dtype)) and s[-1] == spec]
+
+
 @pytest.mark.parametrize("make_read_only", [
     lambda x: np.broadcast_to(x, (2,) + x.shape)[0],
     lambda x: np.frombuffer(x.tobytes()).reshape(x.shape),
 ])
 def test_library_kernels_compile_once_for_both_flags(rng, make_read_only):
-    x = rng.standard_normal((3, 200))
+    # time-major, so that lfilter runs the kernel (a few rows go to scipy's own loop)
+    x = rng.standard_normal((200, 3))
     ro = make_read_only(x)
     assert not ro.flags.writeable
     b, a = scipy.signal.butter(2, 0.2)
-    before = len(df2t.serial.dispatcher.signatures)
-    y = iirssm.lfilter(b, a, x)
-    mid = len(df2t.serial.dispatcher.signatures)
-    np.testing.assert_array_equal(iirssm.lfilter(b, a, ro), y)
-    assert len(df2t.serial.dispatcher.signatures) == mid <= before + 1
+    y = iirssm.lfilter(b, a, x, axis=0)
+    np.testing.assert_array_equal(iirssm.lfilter(b, a, ro, axis=0), y)
+    assert len(_cascade_versions(np.float64, 2)) == 1
+    rows = np.ascontiguousarray(x.T)
     before = len(scan_rows.serial.dispatcher.signatures)
-    e = iirssm.ema(x, alpha=0.2)
+    e = iirssm.ema(rows, alpha=0.2)
     mid = len(scan_rows.serial.dispatcher.signatures)
-    np.testing.assert_array_equal(iirssm.ema(ro, alpha=0.2), e)
+    np.testing.assert_array_equal(iirssm.ema(make_read_only(rows), alpha=0.2), e)
     assert len(scan_rows.serial.dispatcher.signatures) == mid <= before + 1
+
+
+def test_cascade_compiles_one_version_per_order(rng):
+    """Orders up to MAX_UNROLLED each get a version with only their own generated
+    bodies; higher orders share one version that runs the generic loop."""
+    x = rng.standard_normal((100, 3))
+    for K in (3, MAX_UNROLLED + 1, MAX_UNROLLED + 4):
+        b, a = scipy.signal.butter(K, 0.3)
+        np.testing.assert_allclose(iirssm.lfilter(b, a, x, axis=0),
+                                   scipy.signal.lfilter(b, a, x, axis=0), rtol=1e-9, atol=1e-9)
+    assert len(_cascade_versions(np.float64, 3)) == 1
+    assert cascade_spec(MAX_UNROLLED + 1, True) == cascade_spec(MAX_UNROLLED + 4, True) == ()
+    assert len(_cascade_versions(np.float64, MAX_UNROLLED + 1)) == 1
+    # sosfilt's summing order is a version of its own
+    assert numba.typeof(cascade_spec(2, False)) != numba.typeof(cascade_spec(2, True))
+
+
+def test_cascade_rejects_a_spec_of_another_order():
+    bc = np.ones((1, 4, 1, 1, 1))               # one section of order 3
+    x = np.zeros((1, 8, 1))
+    with pytest.raises(ValueError, match="spec does not match"):
+        df2t.serial(bc, bc, x, np.zeros((1, 1, 1, 3)), np.zeros_like(x), 16, True,
+                    cascade_spec(2, True))
+    b0 = np.ones((1, 1, 1, 1, 1))               # order 0: the front ends run it as order 1
+    with pytest.raises(ValueError, match="spec does not match"):
+        df2t.serial(b0, b0, x, np.zeros((1, 1, 1, 0)), np.zeros_like(x), 16, True,
+                    cascade_spec(0, True))

@@ -2,7 +2,8 @@
 
 * ``cache=True``: compiled kernels are stored next to the source and reloaded by
   later processes (a cached kernel loads in milliseconds; compiling one takes
-  from about a second to 78-115 s for the IIR cascade, ``docs/conventions.md``).
+  from about a second to 20-36 s for one section order of the IIR cascade,
+  ``docs/conventions.md``).
 * ``nogil=True``: kernels release the GIL, so Python threads (dask's threaded
   scheduler, for instance) can run them concurrently.
 * ``error_model="numpy"``: division by zero gives inf/NaN as in NumPy, with no

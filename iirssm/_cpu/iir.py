@@ -69,14 +69,29 @@ buffers' rows are :data:`LANE_STRIDE` long (a 64-byte line more than the lanes).
 Unused lanes of a partial tile run on zeros and are discarded. Jobs run in
 parallel (``prange``); the work of a channel never depends on the number of
 threads or on the number of lanes, so results are reproducible.
+
+Compilation. The generated bodies are 29 (orders 1 to 8 in lfilter's summing
+order and order 2 in sosfilt's, one or two sections per lane loop; in place,
+direct and per-lane), and Numba inlines each at its call site. A kernel holding
+all of them took 78-115 s to compile per dtype. So the kernel takes a ``spec``
+argument (:func:`cascade_spec`) whose *type* names the section order and the
+summing order, and the three dispatchers (``_make_dispatch``) are Numba
+overloads that generate and compile only the bodies of that order: a version of
+the kernel per dtype and order up to :data:`MAX_UNROLLED` (plus one for
+sosfilt's order), and one shared by every higher order, which runs the generic
+loop. Each compiles in 14-36 s on the 2-core VM, and the code of the lane loops
+is the code they had in the kernel with every body (same outputs, bitwise, and
+the same speed: ``docs/performance.md``, "Compilation").
 """
 
 import numba
 import numpy as np
+from numba.core import types
+from numba.extending import overload
 
 from ._jit import inline, jit, kernel, prange, prefetch
 
-__all__ = ["df2t", "cascade_lanes", "MAX_LANES", "T_BLOCK"]
+__all__ = ["df2t", "cascade_lanes", "cascade_spec", "MAX_LANES", "T_BLOCK"]
 
 #: lane stride of a job's local arrays (the largest ``n_lanes``).
 MAX_LANES = 64
@@ -107,29 +122,42 @@ def cascade_lanes(P: int, Q: int, itemsize: int) -> int:
     return n
 
 
+def cascade_spec(K: int, lf: bool) -> tuple:
+    """The ``spec`` argument of :func:`df2t` for sections of order ``K`` summed in
+    ``lfilter``'s order (``lf``) or ``sosfilt``'s: ``K`` ints or ``K`` floats up to
+    :data:`MAX_UNROLLED`, else empty (only the generic loop is needed)."""
+    if K > MAX_UNROLLED:
+        return ()
+    return (0,) * K if lf else (0.0,) * K
+
+
 @kernel(fma=True, writes=("z", "out"))
-def df2t(bc, ac, x, z, out, n_lanes, lf):
+def df2t(bc, ac, x, z, out, n_lanes, lf, spec):
     """Filter ``(P, L, Q)`` through the section cascade into ``out``.
 
     ``bc``/``ac``: ``(S, K+1, Pc, Lc, Qc)`` (``a`` without its first row used);
     ``z``: ``(P, Q, S, K)`` initial states, overwritten with the final states.
     ``n_lanes`` (at most :data:`MAX_LANES`) is passed at run time on purpose
     (see the module docstring). ``lf``: sum in scipy ``lfilter``'s order, else in
-    ``sosfilt``'s.
+    ``sosfilt``'s. ``spec``: :func:`cascade_spec` of ``(K, lf)``; its type selects
+    the generated lane loops compiled into this version of the kernel.
     """
     P, L, Q = x.shape
+    K = bc.shape[1] - 1
+    if K < 1 or (K <= MAX_UNROLLED and len(spec) != K):
+        raise ValueError("df2t: spec does not match the order of the sections (at least 1)")
     if Q == 1:
         njobs = (P + n_lanes - 1) // n_lanes
     else:
         njobs = P * ((Q + n_lanes - 1) // n_lanes)
     for job in prange(njobs):
         # an intp index: the parallel variant's loop index is unsigned, and _job would be
-        # compiled a second time for it (one compilation of _job is ~80 s)
-        _job(np.intp(job), bc, ac, x, z, out, n_lanes, lf)
+        # compiled a second time for it (one compilation of _job is 15-30 s)
+        _job(np.intp(job), bc, ac, x, z, out, n_lanes, lf, spec)
 
 
 @jit(fma=True)
-def _job(job, bc, ac, x, z, out, nl, lf):
+def _job(job, bc, ac, x, z, out, nl, lf, spec):
     """One tile of ``nl`` channels, all of time (a plain function: compiled outside
     the parallel region, its loops vectorise as in serial code)."""
     P, L, Q = x.shape
@@ -214,7 +242,7 @@ def _job(job, bc, ac, x, z, out, nl, lf):
                         else:
                             _bcast_coefs(st, bc, ac, s, r, K, pc, qc, t0 + j, nl)
                     if K <= MAX_UNROLLED:
-                        _rows_lanes(sec, io, j, K, lf, nl)
+                        _rows_lanes(sec, io, j, nl, spec)
                     else:
                         _gen_lanes_v(st, io, j, r, yr, K, nl)
             else:
@@ -239,10 +267,10 @@ def _job(job, bc, ac, x, z, out, nl, lf):
                     else:
                         dst, rd, cd = io, 0, 0
                     _direct_lanes(sec, src, rs, cs, dst, rd, cd, nt, cfs, ct, n, s == 0, x,
-                                  out, p0, q0, n, dq, t0, K, G, lf)
+                                  out, p0, q0, n, dq, t0, spec, G)
                 else:
                     _shared_lanes(sec, io, nt, cfs, ct, nl, s == 0, x, out, p0, q0, n, dq,
-                                  t0, K, G, lf)
+                                  t0, spec, G)
                 s += G - 1
             s += 1
         if dq == 0:
@@ -339,31 +367,58 @@ def _make_lanes(K, lf):
 
 
 def _make_dispatch(kind):
-    """``kind`` "shared" / "direct": ``f(<_make_shared's arguments>, K, G, lf)`` calling
-    the ``_make_shared`` body for (K, G, lf), in place or direct; "rows":
-    ``f(sec, io, j, K, lf, nl)`` for ``_make_lanes``.
-    Orders 1..MAX_UNROLLED in lfilter's order; order 2 (one or two sections) in
-    sosfilt's."""
+    """A function callable from the kernel, ``f(<_make_shared's arguments>, spec, G)``
+    ("shared": in place; "direct") or ``f(sec, io, j, nl, spec)`` ("rows", the
+    ``_make_lanes`` bodies), that runs the generated body for the order and summing
+    order that the *type* of ``spec`` (:func:`cascade_spec`) gives: ``K`` ints,
+    lfilter's order; ``K`` floats, sosfilt's (order 2, one or two sections by ``G``
+    at run time); an empty ``spec`` (orders above :data:`MAX_UNROLLED`) runs none of
+    them. The choice is made while the kernel is compiled, and only the bodies it
+    needs are generated and compiled (module docstring, "Compilation")."""
+    rows = kind == "rows"
+    args = "sec, io, j, nl" if rows else (_DIRECT_ARGS if kind == "direct" else _SHARED_ARGS)
+    params = f"{args}, spec" if rows else f"{args}, spec, G"
     ns = {}
-    if kind in ("shared", "direct"):
-        direct = kind == "direct"
-        args = _DIRECT_ARGS if direct else _SHARED_ARGS
-        lines = [f"def dispatch({args}, K, G, lf):", "    if not lf:",
-                 "        if G == 2:", f"            s22({args})",
-                 "        else:", f"            s21({args})"]
-        ns["s22"] = _make_shared(2, 2, False, direct)
-        ns["s21"] = _make_shared(2, 1, False, direct)
-        for K in range(1, MAX_UNROLLED + 1):
-            lines += [f"    elif K == {K}:", f"        f{K}({args})"]
-            ns[f"f{K}"] = _make_shared(K, 1, True, direct)
-    else:
-        lines = ["def dispatch(sec, io, j, K, lf, nl):", "    if not lf:",
-                 "        s2(sec, io, j, nl)"]
-        ns["s2"] = _make_lanes(2, False)
-        for K in range(1, MAX_UNROLLED + 1):
-            lines += [f"    elif K == {K}:", f"        f{K}(sec, io, j, nl)"]
-            ns[f"f{K}"] = _make_lanes(K, True)
-    return _compile(lines, f"_{kind}_lanes", ns)
+    exec(f"def {kind}_lanes({params}):\n    pass", ns)   # noqa: S102 (a stub)
+    stub = ns[f"{kind}_lanes"]
+
+    def typer(*types_):
+        spec = types_[-1 if rows else -2]
+        K = spec.count if isinstance(spec, types.UniTuple) else 0
+        lf = K == 0 or isinstance(spec.dtype, types.Integer)
+        if K == 0:
+            # never run: orders above MAX_UNROLLED take the generic loop, and df2t
+            # rejects a spec that does not match the order of its sections
+            lines = [f"def impl({params}):", "    pass"]
+            ns = {}
+        elif rows:
+            lines = [f"def impl({params}):", f"    body({args})"]
+            ns = {"body": _body(_make_lanes, K, lf)}
+        elif lf:
+            lines = [f"def impl({params}):", f"    body({args})"]
+            ns = {"body": _body(_make_shared, K, 1, True, kind == "direct")}
+        else:
+            lines = [f"def impl({params}):", "    if G == 2:", f"        two({args})",
+                     "    else:", f"        one({args})"]
+            ns = {"two": _body(_make_shared, K, 2, False, kind == "direct"),
+                  "one": _body(_make_shared, K, 1, False, kind == "direct")}
+        exec("\n".join(lines), ns)   # noqa: S102 (generated from constants only)
+        return ns["impl"]
+
+    # the typer's parameters must be the stub's
+    exec(f"def ov({params}):\n    return typer({params})", ns2 := {"typer": typer})  # noqa: S102
+    overload(stub, inline="always")(ns2["ov"])
+    return stub
+
+
+_BODIES = {}
+
+
+def _body(make, *key):
+    """``make(*key)``, generated once per process."""
+    if (make, key) not in _BODIES:
+        _BODIES[(make, key)] = make(*key)
+    return _BODIES[(make, key)]
 
 
 @inline
