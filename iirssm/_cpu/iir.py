@@ -79,7 +79,7 @@ summing order, and the three dispatchers (``_make_dispatch``) are Numba
 overloads that generate and compile only the bodies of that order: a version of
 the kernel per dtype and order up to :data:`MAX_UNROLLED` (plus one for
 sosfilt's order), and one shared by every higher order, which runs the generic
-loop. Each compiles in 14-36 s on the 2-core VM, and the code of the lane loops
+loop. Each compiles in 13-36 s on the 2-core VM, and the code of the lane loops
 is the code they had in the kernel with every body (same outputs, bitwise, and
 the same speed: ``docs/performance.md``, "Compilation").
 """
