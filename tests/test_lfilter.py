@@ -38,7 +38,7 @@ AXES = [((40,), 0), ((3, 40), -1), ((40, 5), 0), ((2, 30, 3), 1), ((11, 35), 1)]
 
 
 # (dtype, order) pairs. Each dtype and order up to 8 is a version of the kernel of its
-# own, compiled on first use (20-30 s each on the 2-core VM; iirssm/_cpu/iir.py), so
+# own, compiled on first use (20-36 s each on the 2-core VM; iirssm/_cpu/iir.py), so
 # not every order is crossed with every dtype: float64 checks every order's generated
 # body (0 runs as order 1; 12 runs the generic loop), and the other dtypes, whose
 # bodies come from the same generated text, check unrolled orders and the generic loop.
