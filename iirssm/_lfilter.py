@@ -56,7 +56,7 @@ def _run_cascade(bw, aw, x_arr, frame, dtype, z0, lf):
     out_nd, out3 = new_output(frame, dtype)
     z = np.ascontiguousarray(z0.transpose(0, 3, 1, 2)).copy()   # (P, Q, S, K), updated in place
     df2t.pick(P * L * Q)(bw, aw, x3, z, out3, cascade_lanes(P, Q, np.dtype(dtype).itemsize),
-                         lf, cascade_spec(bw.shape[1] - 1, lf))
+                         cascade_spec(bw.shape[1] - 1, lf))
     return finish_output(out_nd, out3, frame), z.transpose(0, 2, 3, 1)
 
 

@@ -109,9 +109,9 @@ def test_cascade_rejects_a_spec_of_another_order():
     bc = np.ones((1, 4, 1, 1, 1))               # one section of order 3
     x = np.zeros((1, 8, 1))
     with pytest.raises(ValueError, match="spec does not match"):
-        df2t.serial(bc, bc, x, np.zeros((1, 1, 1, 3)), np.zeros_like(x), 16, True,
+        df2t.serial(bc, bc, x, np.zeros((1, 1, 1, 3)), np.zeros_like(x), 16,
                     cascade_spec(2, True))
     b0 = np.ones((1, 1, 1, 1, 1))               # order 0: the front ends run it as order 1
     with pytest.raises(ValueError, match="spec does not match"):
-        df2t.serial(b0, b0, x, np.zeros((1, 1, 1, 0)), np.zeros_like(x), 16, True,
+        df2t.serial(b0, b0, x, np.zeros((1, 1, 1, 0)), np.zeros_like(x), 16,
                     cascade_spec(0, True))

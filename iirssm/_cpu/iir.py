@@ -13,8 +13,9 @@ and ``y`` is the next section's ``x``. Coefficients may change every sample
 with earlier samples' coefficients), which for fixed coefficients is exactly
 scipy's ``lfilter``/``sosfilt``. The two orders of the middle sum are scipy's own
 (``_lfilter.cc`` sums ``z + b x - a y``, ``_sosfilt.pyx`` ``b x - a y + z``); the
-kernel's ``lf`` flag picks one. With multiply-adds fused (``fma=True``) lfilter's
-order is two fused operations per state and sosfilt's three (a product, a fused
+type of the kernel's ``spec`` argument picks one (:func:`cascade_spec`). With
+multiply-adds fused (``fma=True``) lfilter's order is two fused operations per
+state and sosfilt's three (a product, a fused
 multiply-subtract, an add), so lfilter's is also the faster one. Keeping each
 function's own order keeps results within the tolerance table of scipy's for
 long cascades: summing a 10-section complex64 cascade in lfilter's order moved it
@@ -132,15 +133,15 @@ def cascade_spec(K: int, lf: bool) -> tuple:
 
 
 @kernel(fma=True, writes=("z", "out"))
-def df2t(bc, ac, x, z, out, n_lanes, lf, spec):
+def df2t(bc, ac, x, z, out, n_lanes, spec):
     """Filter ``(P, L, Q)`` through the section cascade into ``out``.
 
     ``bc``/``ac``: ``(S, K+1, Pc, Lc, Qc)`` (``a`` without its first row used);
     ``z``: ``(P, Q, S, K)`` initial states, overwritten with the final states.
     ``n_lanes`` (at most :data:`MAX_LANES`) is passed at run time on purpose
-    (see the module docstring). ``lf``: sum in scipy ``lfilter``'s order, else in
-    ``sosfilt``'s. ``spec``: :func:`cascade_spec` of ``(K, lf)``; its type selects
-    the generated lane loops compiled into this version of the kernel.
+    (see the module docstring). ``spec``: :func:`cascade_spec` of the sections'
+    order and summing order (scipy ``lfilter``'s or ``sosfilt``'s); its type
+    selects the generated lane loops compiled into this version of the kernel.
     """
     P, L, Q = x.shape
     K = bc.shape[1] - 1
@@ -153,11 +154,11 @@ def df2t(bc, ac, x, z, out, n_lanes, lf, spec):
     for job in prange(njobs):
         # an intp index: the parallel variant's loop index is unsigned, and _job would be
         # compiled a second time for it (one compilation of _job is 15-30 s)
-        _job(np.intp(job), bc, ac, x, z, out, n_lanes, lf, spec)
+        _job(np.intp(job), bc, ac, x, z, out, n_lanes, spec)
 
 
 @jit(fma=True)
-def _job(job, bc, ac, x, z, out, nl, lf, spec):
+def _job(job, bc, ac, x, z, out, nl, spec):
     """One tile of ``nl`` channels, all of time (a plain function: compiled outside
     the parallel region, its loops vectorise as in serial code)."""
     P, L, Q = x.shape
@@ -248,7 +249,7 @@ def _job(job, bc, ac, x, z, out, nl, lf, spec):
             else:
                 # coefficients shared by the lanes; two second-order sections per lane
                 # loop where there are two (the first one's output stays in a register)
-                G = 2 if K == 2 and not lf and s + 1 < S else 1
+                G = 2 if _sos_pairs(spec) and s + 1 < S else 1
                 sec = st[r:r + G * K]
                 if ct == 1:
                     for j in range(nt):
@@ -409,6 +410,18 @@ def _make_dispatch(kind):
     exec(f"def ov({params}):\n    return typer({params})", ns2 := {"typer": typer})  # noqa: S102
     overload(stub, inline="always")(ns2["ov"])
     return stub
+
+
+def _sos_pairs(spec):
+    """Whether ``spec`` (:func:`cascade_spec`) is sosfilt's, whose consecutive
+    second-order sections share a lane loop in pairs: a constant of the compiled
+    version (an overload, below)."""
+
+
+@overload(_sos_pairs, inline="always")
+def _ov_sos_pairs(spec):
+    pairs = isinstance(spec, types.UniTuple) and isinstance(spec.dtype, types.Float)
+    return lambda spec: pairs
 
 
 _BODIES = {}
