@@ -15,8 +15,8 @@ scipy's ``lfilter``/``sosfilt``. The two orders of the middle sum are scipy's ow
 (``_lfilter.cc`` sums ``z + b x - a y``, ``_sosfilt.pyx`` ``b x - a y + z``); the
 type of the kernel's ``spec`` argument picks one (:func:`cascade_spec`). With
 multiply-adds fused (``fma=True``) lfilter's order is two fused operations per
-state and sosfilt's three (a product, a fused
-multiply-subtract, an add), so lfilter's is also the faster one. Keeping each
+state and sosfilt's three (a product, a fused multiply-subtract, an add), so
+lfilter's is also the faster one. Keeping each
 function's own order keeps results within the tolerance table of scipy's for
 long cascades: summing a 10-section complex64 cascade in lfilter's order moved it
 outside (tests/test_lfilter.py).
