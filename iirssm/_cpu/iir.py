@@ -85,6 +85,8 @@ is the code they had in the kernel with every body (same outputs, bitwise, and
 the same speed: ``docs/performance.md``, "Compilation").
 """
 
+import functools
+
 import numba
 import numpy as np
 from numba.core import types
@@ -314,6 +316,7 @@ _SHARED_ARGS = "sec, io, nt, cf, tv, nl, pf, x, out, p0, q0, nj, dq, t0"
 _DIRECT_ARGS = "sec, src, rs, cs, dst, rd, cd, nt, cf, tv, nl, pf, x, out, p0, q0, nj, dq, t0"
 
 
+@functools.cache   # one generated body per key and process, shared by the versions
 def _make_shared(K, G, lf, direct=False):
     """G consecutive sections of order K, every sample of a block, every lane; the
     coefficients, shared by the lanes, are read from row ``j * tv`` of ``cf`` into
@@ -352,6 +355,7 @@ def _make_shared(K, G, lf, direct=False):
     return _compile(lines, name, {"prefetch_step": _prefetch_step})
 
 
+@functools.cache
 def _make_lanes(K, lf):
     """One section of order K, one sample, every lane, coefficients in rows of ``sec``
     (states 0..K-1, b0..bK at K..2K, a1..aK at 2K+1..3K).
@@ -394,15 +398,15 @@ def _make_dispatch(kind):
             ns = {}
         elif rows:
             lines = [f"def impl({params}):", f"    body({args})"]
-            ns = {"body": _body(_make_lanes, K, lf)}
+            ns = {"body": _make_lanes(K, lf)}
         elif lf:
             lines = [f"def impl({params}):", f"    body({args})"]
-            ns = {"body": _body(_make_shared, K, 1, True, kind == "direct")}
+            ns = {"body": _make_shared(K, 1, True, kind == "direct")}
         else:
             lines = [f"def impl({params}):", "    if G == 2:", f"        two({args})",
                      "    else:", f"        one({args})"]
-            ns = {"two": _body(_make_shared, K, 2, False, kind == "direct"),
-                  "one": _body(_make_shared, K, 1, False, kind == "direct")}
+            ns = {"two": _make_shared(K, 2, False, kind == "direct"),
+                  "one": _make_shared(K, 1, False, kind == "direct")}
         exec("\n".join(lines), ns)   # noqa: S102 (generated from constants only)
         return ns["impl"]
 
@@ -423,15 +427,6 @@ def _ov_sos_pairs(spec):
     pairs = isinstance(spec, types.UniTuple) and isinstance(spec.dtype, types.Float)
     return lambda spec: pairs
 
-
-_BODIES = {}
-
-
-def _body(make, *key):
-    """``make(*key)``, generated once per process."""
-    if (make, key) not in _BODIES:
-        _BODIES[(make, key)] = make(*key)
-    return _BODIES[(make, key)]
 
 
 @inline
