@@ -428,7 +428,6 @@ def _ov_sos_pairs(spec):
     return lambda spec: pairs
 
 
-
 @inline
 def _gen_lanes_v(st, io, j, r, yr, K, nl):
     """One section of order K > MAX_UNROLLED, one sample, every lane; coefficients in
