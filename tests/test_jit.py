@@ -7,7 +7,7 @@ import pytest
 import scipy.signal
 
 import iirssm
-from iirssm._cpu._jit import ReadOnlyInputs, jit
+from iirssm._cpu._jit import ReadOnlyInputs, data_address, jit, row_view, row_view3
 from iirssm._cpu.iir import MAX_UNROLLED, cascade_spec, df2t
 from iirssm._cpu.recurrence import scan_rows
 
@@ -115,3 +115,92 @@ def test_cascade_rejects_a_spec_of_another_order():
     with pytest.raises(ValueError, match="spec does not match"):
         df2t.serial(b0, b0, x, np.zeros((1, 1, 1, 0)), np.zeros_like(x), 16,
                     cascade_spec(0, True))
+
+
+# ------------------------------------------------------- views that hold no reference
+
+@jit
+def _rows_by_view(a, j):
+    s = 0.0
+    for i in range(a.shape[0]):
+        r = row_view(a, i, j)
+        for k in range(r.size):
+            s += r[k] * (k + 1)
+    return s
+
+
+@jit
+def _rows_by_slice(a, j):
+    s = 0.0
+    for i in range(a.shape[0]):
+        r = a[i, j:]
+        for k in range(r.size):
+            s += r[k] * (k + 1)
+    return s
+
+
+@jit(writes=("out",))
+def _copy_rows3(x, out, q0):
+    for p in range(x.shape[0]):
+        for t in range(x.shape[1]):
+            src = row_view3(x, p, t, q0)
+            dst = row_view3(out, p, t, q0)
+            for k in range(src.size):
+                dst[k] = src[k] + 1.0
+
+
+@jit
+def _address(a):
+    return data_address(a)
+
+
+def test_row_view_reads_the_slice():
+    a = np.arange(30.0).reshape(5, 6)
+    for j in (0, 2, 5):
+        assert _rows_by_view(a, j) == _rows_by_slice(a, j)
+
+
+def test_row_view3_writes_through_to_the_array():
+    x = np.arange(24.0).reshape(2, 3, 4)
+    out = np.zeros_like(x)
+    _copy_rows3(x, out, 1)
+    want = np.zeros_like(x)
+    want[:, :, 1:] = x[:, :, 1:] + 1.0
+    np.testing.assert_array_equal(out, want)
+    np.testing.assert_array_equal(x, np.arange(24.0).reshape(2, 3, 4))   # input untouched
+
+
+def test_row_view_of_a_read_only_array_is_read_only():
+    @jit
+    def write_view(a):
+        r = row_view(a, 0, 0)
+        r[0] = 1.0
+
+    ro = np.zeros((2, 2))
+    ro.flags.writeable = False
+    with pytest.raises(numba.core.errors.TypingError):
+        write_view(ro)
+
+
+def test_row_view_needs_a_c_contiguous_array_of_its_rank():
+    @numba.njit
+    def first(a):
+        return row_view(a, 0, 0)[0]
+
+    @numba.njit
+    def first3(a):
+        return row_view3(a, 0, 0, 0)[0]
+
+    a = np.arange(12.0).reshape(3, 4)
+    assert first(a) == 0.0 and first3(a.reshape(1, 3, 4)) == 0.0
+    for bad in (np.asfortranarray(a), a[:, ::2]):
+        with pytest.raises(numba.core.errors.TypingError):
+            first(bad)
+    with pytest.raises(numba.core.errors.TypingError):
+        first3(a)
+
+
+def test_data_address_is_the_buffer_address():
+    a = np.arange(10.0)
+    assert _address(a) == a.ctypes.data
+    assert _address(a[3:]) == a.ctypes.data + 3 * a.itemsize

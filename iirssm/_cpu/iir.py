@@ -92,7 +92,7 @@ import numpy as np
 from numba.core import types
 from numba.extending import overload
 
-from ._jit import inline, jit, kernel, prange, prefetch
+from ._jit import data_address, inline, jit, kernel, prange, prefetch, row_view
 
 __all__ = ["df2t", "cascade_lanes", "cascade_spec", "MAX_LANES", "T_BLOCK"]
 
@@ -340,7 +340,8 @@ def _make_shared(K, G, lf, direct=False):
              "        jc = j * tv"]
     if direct:
         # a 1-D C-contiguous row of each: the lane loop then indexes with k alone
-        lines += ["        srow = src[rs + j, cs:]", "        drow = dst[rd + j, cd:]"]
+        # (row_view: pointer arithmetic, without a slice's bookkeeping every sample)
+        lines += ["        srow = row_view(src, rs + j, cs)", "        drow = row_view(dst, rd + j, cd)"]
         load, store = "srow[k]", "drow[k]"
     else:
         load = store = "io[j, k]"
@@ -352,7 +353,7 @@ def _make_shared(K, G, lf, direct=False):
         lines += ["            " + s for s in body] + ["            v = y"]
     lines.append(f"            {store} = v")
     name = f"_{'direct' if direct else 'shared'}_k{K}_g{G}_{'lf' if lf else 'sos'}"
-    return _compile(lines, name, {"prefetch_step": _prefetch_step})
+    return _compile(lines, name, {"prefetch_step": _prefetch_step, "row_view": row_view})
 
 
 @functools.cache
@@ -464,8 +465,8 @@ def _prefetch_step(x, out, p0, q0, n, dq, t0, j):
     isz = x.itemsize
     sx0, sx1, sx2 = x.strides
     so0, so1, so2 = out.strides
-    ax = np.intp(x.ctypes.data)         # (uintp + intp would be a float in Numba)
-    ao = np.intp(out.ctypes.data)
+    ax = data_address(x)
+    ao = data_address(out)
     if dq == 1:
         bx = ax + p0 * sx0 + (t0 + T_BLOCK + j) * sx1 + q0 * sx2
         bo = ao + p0 * so0 + (t0 + j) * so1 + q0 * so2

@@ -29,7 +29,7 @@ Layouts:
 
 import numpy as np
 
-from ._jit import LANES, kernel, prange
+from ._jit import LANES, kernel, prange, row_view3
 
 __all__ = ["scan_rows", "scan_cols", "scan_rows_chunked"]
 
@@ -99,10 +99,11 @@ def scan_cols(c, x, h0, out, ema, reverse, qb):
             cr[j] = c[p * cp, 0, (q0 + j) * cq]
         for i in range(L):
             t = L - 1 - i if reverse else i
-            # Row views cost two reference-count updates per sample, but the loops
-            # over them run ~3x faster than with 3-D (or flat) indexing (measured).
-            xr = x[p, t, q0:q0 + m]
-            orow = out[p, t, q0:q0 + m]
+            # 1-D row views: the loops over them run ~3x faster than with 3-D (or flat)
+            # indexing (measured); row_view3 takes no reference (a slice would cost two
+            # atomic reference-count updates per sample)
+            xr = row_view3(x, p, t, q0)
+            orow = row_view3(out, p, t, q0)
             if ct == 1 and cq == 0:
                 # one coefficient per sample shared by the block (times=, adjust=True)
                 cv = c[p * cp, t, 0]

@@ -59,7 +59,7 @@ from llvmlite import ir
 from numba import types
 from numba.extending import intrinsic, overload
 
-from ._jit import FMA_FLAGS, inline, jit, kernel, prange, prefetch
+from ._jit import FMA_FLAGS, data_address, inline, jit, kernel, prange, prefetch
 
 __all__ = ["vexp", "vexpm1", "softplus", "scan_fwd", "scan_bwd", "W", "TB", "TB_BWD",
            "DISCRETIZATIONS"]
@@ -829,7 +829,7 @@ def _reverse_block(disc, nt, t0, b, slot, Bw, btv, gB, Cw, ctv, gC, yscale, dtb,
 def _prefetch_rows(a, b, d0, m, t0, nt):
     """Ask for every cache line of ``a[b, d0:d0 + m, t0:t0 + nt]`` (``prefetch``)."""
     s0, s1, s2 = a.strides
-    base = np.intp(a.ctypes.data) + b * s0 + d0 * s1 + t0 * s2
+    base = data_address(a) + b * s0 + d0 * s1 + t0 * s2
     last = (nt - 1) * s2
     for lane in range(m):
         r = base + lane * s1
