@@ -40,8 +40,8 @@ from numba.core import cgutils
 from numba.core import types as nbtypes
 from numba.extending import intrinsic
 
-__all__ = ["jit", "inline", "kernel", "prange", "prefetch", "row_view", "row_view3", "data_address", "LANES",
-           "PARALLEL_MIN_SAMPLES", "FMA_FLAGS", "ReadOnlyInputs"]
+__all__ = ["jit", "inline", "kernel", "prange", "prefetch", "row_view", "row_view3",
+           "data_address", "LANES", "PARALLEL_MIN_SAMPLES", "FMA_FLAGS", "ReadOnlyInputs"]
 
 prange = numba.prange
 

@@ -341,7 +341,8 @@ def _make_shared(K, G, lf, direct=False):
     if direct:
         # a 1-D C-contiguous row of each: the lane loop then indexes with k alone
         # (row_view: pointer arithmetic, without a slice's bookkeeping every sample)
-        lines += ["        srow = row_view(src, rs + j, cs)", "        drow = row_view(dst, rd + j, cd)"]
+        lines += ["        srow = row_view(src, rs + j, cs)",
+                  "        drow = row_view(dst, rd + j, cd)"]
         load, store = "srow[k]", "drow[k]"
     else:
         load = store = "io[j, k]"

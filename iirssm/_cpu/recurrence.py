@@ -100,8 +100,8 @@ def scan_cols(c, x, h0, out, ema, reverse, qb):
         for i in range(L):
             t = L - 1 - i if reverse else i
             # 1-D row views: the loops over them run ~3x faster than with 3-D (or flat)
-            # indexing (measured); row_view3 takes no reference (a slice would cost two
-            # atomic reference-count updates per sample)
+            # indexing (measured); row_view3 is pointer arithmetic, without a slice's
+            # bookkeeping every sample (docs/performance.md)
             xr = row_view3(x, p, t, q0)
             orow = row_view3(out, p, t, q0)
             if ct == 1 and cq == 0:
