@@ -1,5 +1,7 @@
 """The kernels' entry points take their inputs read-only (``iirssm/_cpu/_jit.py``):
-one compiled version per dtype and layout, whatever the writable flag of an input."""
+one compiled version per dtype and layout, whatever the writable flag of an input.
+Also the cascade's versions per section order, and the row views and addresses the
+kernels take by pointer arithmetic."""
 
 import numba
 import numpy as np
@@ -117,7 +119,7 @@ def test_cascade_rejects_a_spec_of_another_order():
                     cascade_spec(0, True))
 
 
-# ------------------------------------------------------- views that hold no reference
+# ------------------------------------------------ row views by pointer arithmetic
 
 @jit
 def _rows_by_view(a, j):

@@ -39,6 +39,7 @@ from llvmlite import ir
 from numba.core import cgutils
 from numba.core import types as nbtypes
 from numba.extending import intrinsic
+from numba.np.arrayobj import make_array, populate_array
 
 __all__ = ["jit", "inline", "kernel", "prange", "prefetch", "row_view", "row_view3",
            "data_address", "LANES", "PARALLEL_MIN_SAMPLES", "FMA_FLAGS", "ReadOnlyInputs"]
@@ -195,7 +196,6 @@ def _row_typer(a, idx):
     retty = nbtypes.Array(a.dtype, 1, "C", readonly=not a.mutable)
 
     def codegen(context, builder, signature, args):
-        from numba.np.arrayobj import make_array, populate_array
         aty = signature.args[0]
         arr = make_array(aty)(context, builder, args[0])
         ix = [context.cast(builder, v, t, nbtypes.intp)
@@ -244,7 +244,6 @@ def data_address(typingctx, a):
         return None
 
     def codegen(context, builder, signature, args):
-        from numba.np.arrayobj import make_array
         arr = make_array(signature.args[0])(context, builder, args[0])
         return builder.ptrtoint(arr.data, context.get_value_type(nbtypes.intp))
     return nbtypes.intp(a), codegen
