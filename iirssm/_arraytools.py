@@ -21,15 +21,15 @@ dimension, so a per-channel or scalar coefficient is never expanded in memory.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from math import prod
 
 import numpy as np
 
 from ._validation import check_broadcast
 
-__all__ = ["Frame", "frame_of", "to_work", "coef_to_work", "new_output", "state_to_work",
-           "state_from_work"]
+__all__ = ["Frame", "frame_of", "to_work", "coef_to_work", "new_output", "check_state",
+           "state_to_work", "state_from_work"]
 
 
 @dataclass(frozen=True)
@@ -39,6 +39,12 @@ class Frame:
     shape: tuple          # the user's shape
     axis: int             # the user's (non-negative) time axis
     transposed: bool      # work on the reversed-axes transpose (Fortran-ordered input)
+    #: ``(P, L, Q)``: the work view's shape (computed once, on construction)
+    plq: tuple = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self):
+        ws, ax = self.work_shape, self.work_axis
+        object.__setattr__(self, "plq", (prod(ws[:ax]), ws[ax], prod(ws[ax + 1:])))
 
     @property
     def ndim(self) -> int:
@@ -52,10 +58,6 @@ class Frame:
     def work_axis(self) -> int:
         return self.ndim - 1 - self.axis if self.transposed else self.axis
 
-    @property
-    def plq(self) -> tuple:
-        ws, ax = self.work_shape, self.work_axis
-        return (prod(ws[:ax]), ws[ax], prod(ws[ax + 1:]))
 
     def to_work_orientation(self, arr: np.ndarray) -> np.ndarray:
         """View an array of the user's orientation (full ndim) in the work orientation."""
@@ -92,6 +94,8 @@ def coef_to_work(c, frame: Frame, name: str, dtype: np.dtype, lead: int = 0) -> 
     the result is ``c.shape[:lead] + (Pc, Lc, Qc)``.
     """
     c = np.asarray(c)
+    if c.ndim == lead:                          # no dimension beyond the lead ones
+        return np.ascontiguousarray(c, dtype=dtype).reshape(c.shape + (1, 1, 1))
     head, tail = c.shape[:lead], c.shape[lead:]
     check_broadcast(name if not lead else f"{name} (after its first {lead} dimension(s))",
                     tail, frame.shape, frame.axis)
@@ -161,12 +165,10 @@ def state_shape(frame: Frame, size: int) -> tuple:
     return tuple(s)
 
 
-def state_to_work(z, frame: Frame, name: str, dtype: np.dtype, size: int = 1) -> np.ndarray:
-    """Bring a state (signal's shape, time axis of length ``size``) to ``(P, size, Q)``.
-
-    Singleton dimensions broadcast, as in :func:`scipy.signal.lfilter`.
-    """
-    z = np.asarray(z)
+def check_state(z: np.ndarray, frame: Frame, name: str, size: int = 1) -> tuple:
+    """Check that a state ``z`` broadcasts to the signal's shape with the time axis of
+    length ``size`` (:func:`state_shape`, which is returned); singleton dimensions
+    broadcast, as in :func:`scipy.signal.lfilter`."""
     expect = state_shape(frame, size)
     ok = z.ndim <= len(expect) and all(
         d == 1 or d == e for d, e in zip(z.shape[::-1], expect[::-1]))
@@ -176,6 +178,16 @@ def state_to_work(z, frame: Frame, name: str, dtype: np.dtype, size: int = 1) ->
         raise ValueError(
             f"{name} must have shape {expect} (the signal's shape with axis {frame.axis} "
             f"of length {size}), or broadcast to it; got {z.shape}")
+    return expect
+
+
+def state_to_work(z, frame: Frame, name: str, dtype: np.dtype, size: int = 1) -> np.ndarray:
+    """Bring a state (signal's shape, time axis of length ``size``) to ``(P, size, Q)``.
+
+    Singleton dimensions broadcast, as in :func:`scipy.signal.lfilter`.
+    """
+    z = np.asarray(z)
+    expect = check_state(z, frame, name, size)
     z = np.broadcast_to(_expand(z, len(expect)), expect)
     z = frame.to_work_orientation(z)
     P, _, Q = frame.plq

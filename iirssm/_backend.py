@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import importlib
 
+import numpy as np
+
 __all__ = ["BACKENDS", "array_family", "check_backend", "foreign"]
 
 BACKENDS = ("numba", "cupy", "dask")
@@ -26,6 +28,10 @@ BACKENDS = ("numba", "cupy", "dask")
 # The module implementing each non-NumPy backend; imported on first use.
 _MODULES = {"cupy": "iirssm._cuda.dispatch", "dask": "iirssm.dask"}
 _INSTALL = {"cupy": "pip install 'iirssm[gpu]'", "dask": "pip install 'iirssm[dask]'"}
+
+
+#: types that are always the NumPy family (``None`` is an argument left out)
+_PLAIN = frozenset({np.ndarray, type(None), float, int, complex, bool, list, tuple})
 
 
 def array_family(obj) -> str:
@@ -50,6 +56,8 @@ def foreign(backend, op, *arrays):
     forces that backend (``"numba"`` refuses CuPy and dask arrays rather than
     copying them to the host behind the caller's back).
     """
+    if backend is None and all(type(arr) in _PLAIN for arr in arrays):
+        return None                             # the common case, without the module lookups
     if backend is not None and backend not in BACKENDS:
         raise ValueError(f"backend must be None or one of {BACKENDS}; got {backend!r}")
     fams = _families(arrays)
@@ -89,6 +97,8 @@ def _load(name, op):
 
 def check_backend(backend, *arrays) -> str:
     """For functions without a foreign backend: validate and require NumPy inputs."""
+    if backend is None and all(type(arr) in _PLAIN for arr in arrays):
+        return None                             # the common case, without the module lookups
     if backend is not None and backend not in BACKENDS:
         raise ValueError(f"backend must be None or one of {BACKENDS}; got {backend!r}")
     fams = _families(arrays)

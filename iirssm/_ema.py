@@ -222,7 +222,8 @@ def _check_args(x, alpha, com, span, halflife, times, min_periods):
     dtype of ``x`` with the decay parameters (real only). Shared by the CPU and
     CUDA front-ends (``x`` may be a CuPy array: only its dtype is read).
     """
-    if isinstance(min_periods, bool) or not isinstance(min_periods, numbers.Integral) \
+    if type(min_periods) is not int and (
+            isinstance(min_periods, bool) or not isinstance(min_periods, numbers.Integral)) \
             or min_periods < 0:
         raise ValueError(f"min_periods must be an integer >= 0; got {min_periods!r}")
     coef_named = [(n, v) for n, v in (("alpha", alpha), ("com", com), ("span", span))
@@ -402,7 +403,10 @@ def ema(x, alpha=None, *, com=None, span=None, halflife=None, times=None, adjust
         fresh = np.ones((P, Q), dtype=bool)
 
     if fast_ok:
-        h0 = np.where(fresh, x3[:, 0, :], mean0).astype(dtype, copy=False)
+        if has_state:
+            h0 = np.where(fresh, x3[:, 0, :], mean0).astype(dtype, copy=False)
+        else:
+            h0 = x3[:, 0, :].copy()
         if not adjust:
             if times_given:
                 # 1 - 0.5**delta, accurately for small steps
@@ -412,10 +416,16 @@ def ema(x, alpha=None, *, com=None, span=None, halflife=None, times=None, adjust
             wt_end = np.ones((P, Q), dtype=rdtype)
         else:
             # W[t] = d[t] W[t-1] + 1, W starting at 1 for a fresh signal; gain 1/W.
-            w0 = np.where(fresh, 0.0, wt0)
-            w_p = P if (d3.shape[0] > 1 or np.any(w0 != w0[:1, :])) else 1
-            w_q = Q if (d3.shape[2] > 1 or np.any(w0 != w0[:, :1])) else 1
-            w0c = np.ascontiguousarray(np.broadcast_to(w0, (P, Q))[:w_p, :w_q], dtype=np.float64)
+            if has_state:
+                w0 = np.where(fresh, 0.0, wt0)
+                w_p = P if (d3.shape[0] > 1 or np.any(w0 != w0[:1, :])) else 1
+                w_q = Q if (d3.shape[2] > 1 or np.any(w0 != w0[:, :1])) else 1
+                w0c = np.ascontiguousarray(np.broadcast_to(w0, (P, Q))[:w_p, :w_q],
+                                           dtype=np.float64)
+            else:                               # every signal fresh: w0 is all zeros
+                w_p = P if d3.shape[0] > 1 else 1
+                w_q = Q if d3.shape[2] > 1 else 1
+                w0c = np.zeros((w_p, w_q), dtype=np.float64)
             ones = np.ones((w_p, L, w_q), dtype=np.float64)
             W = np.empty_like(ones)
             run_scan(np.ascontiguousarray(d3, dtype=np.float64), ones, w0c, W, False, False)

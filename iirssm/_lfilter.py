@@ -19,11 +19,13 @@ with the state carried over equals the whole.
 
 from __future__ import annotations
 
+import cmath
+
 import numpy as np
 
 from . import _pandas
-from ._arraytools import (coef_to_work, finish_output, frame_of, new_output,
-                          state_from_work, state_shape, state_to_work, to_work)
+from ._arraytools import (check_state, coef_to_work, finish_output, frame_of, new_output,
+                          state_from_work, state_to_work, to_work)
 from ._backend import foreign
 from ._cpu.iir import cascade_lanes, cascade_spec, df2t
 from ._cpu._jit import LANES
@@ -40,9 +42,17 @@ def _coef_array(c, name, dtype=None):
     if arr.ndim == 0 or arr.shape[0] == 0:
         raise ValueError(f"Parameter {name} is not a non-empty array of coefficients "
                          f"(shape {arr.shape}); give at least one coefficient")
-    if not np.all(np.isfinite(arr)):
+    if not _all_finite(arr):
         raise ValueError(f"{name} contains non-finite coefficients (NaN or inf)")
     return arr
+
+
+def _all_finite(arr):
+    """``np.isfinite(arr).all()``; a few coefficients are checked in Python, which for
+    them takes a third of the time of the ufunc and its reduction."""
+    if arr.size <= 32:
+        return all(map(cmath.isfinite, arr.ravel().tolist()))
+    return bool(np.isfinite(arr).all())
 
 
 def _run_cascade(bw, aw, x_arr, frame, dtype, z0, lf):
@@ -54,7 +64,7 @@ def _run_cascade(bw, aw, x_arr, frame, dtype, z0, lf):
     P, L, Q = frame.plq
     x3 = to_work(x_arr, frame)
     out_nd, out3 = new_output(frame, dtype)
-    z = np.ascontiguousarray(z0.transpose(0, 3, 1, 2)).copy()   # (P, Q, S, K), updated in place
+    z = z0.transpose(0, 3, 1, 2).copy()   # (P, Q, S, K), C-ordered, updated in place
     df2t.pick(P * L * Q)(bw, aw, x3, z, out3, cascade_lanes(P, Q, np.dtype(dtype).itemsize),
                          cascade_spec(bw.shape[1] - 1, lf))
     return finish_output(out_nd, out3, frame), z.transpose(0, 2, 3, 1)
@@ -73,19 +83,35 @@ def _few_rows(frame) -> bool:
     return Q == 1 and P < LANES
 
 
+_A0_IS_ZERO = ("filter coefficient a[0] must be nonzero (the filter is normalised by it); "
+               "got a[0] == 0")
+
+
 def _normalized(b, a, dtype):
     """Pad ``b`` and ``a`` to one length ``K+1`` (K >= 1) and divide by ``a[0]``."""
     nb, na = b.shape[0], a.shape[0]
-    tail = np.broadcast_shapes(b.shape[1:], a.shape[1:])
     n = max(nb, na, 2)
+    if b.ndim == 1 and a.ndim == 1:             # the common case, in a few microseconds
+        a0 = a[0]
+        if a0 == 0:
+            raise ValueError(_A0_IS_ZERO)
+        if nb == n and na == n and b.dtype == dtype and a.dtype == dtype:
+            return b / a0, a / a0, n - 1        # new arrays, as below
+        bb = np.zeros(n, dtype=dtype)
+        aa = np.zeros(n, dtype=dtype)
+        bb[:nb] = b
+        aa[:na] = a
+        bb /= a0
+        aa /= a0
+        return bb, aa, max(nb, na) - 1
+    tail = np.broadcast_shapes(b.shape[1:], a.shape[1:])
     bb = np.zeros((n,) + tail, dtype=dtype)
     aa = np.zeros((n,) + tail, dtype=dtype)
     bb[:nb] = b
     aa[:na] = a
     a0 = aa[0].copy()
     if np.any(a0 == 0):
-        raise ValueError("filter coefficient a[0] must be nonzero (the filter is normalised "
-                         "by it); got a[0] == 0")
+        raise ValueError(_A0_IS_ZERO)
     return bb / a0, aa / a0, max(nb, na) - 1
 
 
@@ -151,35 +177,52 @@ def lfilter(b, a, x, axis=-1, zi=None):
     b_arr = _coef_array(b, "b", dtype)
     a_arr = _coef_array(a, "a", dtype)
     x_arr, axis = signal_array(x_in, "x", dtype, axis)
-    bn, an, K = _normalized(b_arr, a_arr, dtype)
+    zi_arr = None if zi is None else as_float_array(zi, "zi", dtype)
+    y, zf = _lfilter(b_arr, a_arr, x_arr, axis, dtype, zi_arr)
+    y = _pandas.rewrap(y, template)
+    return y if zi is None else (y, zf)
+
+
+def _lfilter(b_arr, a_arr, x_arr, axis, dtype, zi_arr, zi_checked=False):
+    """``lfilter`` of checked arrays of ``dtype`` (``axis`` non-negative); ``(y, zf)``,
+    ``zf`` None without ``zi_arr``. ``zi_checked``: ``zi_arr`` already has the
+    state's full shape (callers that built it)."""
     frame = frame_of(x_arr, axis)
-    bw = coef_to_work(bn, frame, "b", dtype, lead=1)
-    aw = coef_to_work(np.broadcast_to(an, bn.shape), frame, "a", dtype, lead=1)
-    if bw.shape != aw.shape:
-        aw = np.ascontiguousarray(np.broadcast_to(aw, bw.shape))
     if b_arr.ndim == 1 and a_arr.ndim == 1 and _few_rows(frame):
         import scipy.signal
-        if zi is None:
-            return _pandas.rewrap(scipy.signal.lfilter(b_arr, a_arr, x_arr, axis=axis), template)
-        zi_arr = as_float_array(zi, "zi", dtype)
-        state_to_work(zi_arr, frame, "zi", dtype, size=K)   # our shape check and message
-        y, zf = scipy.signal.lfilter(b_arr, a_arr, x_arr, axis=axis,
-                                     zi=np.broadcast_to(zi_arr, state_shape(frame, K)))
-        return _pandas.rewrap(y, template), zf
+        if a_arr[0] == 0:
+            raise ValueError(_A0_IS_ZERO)
+        K = max(b_arr.shape[0], a_arr.shape[0]) - 1
+        if zi_arr is None:
+            return scipy.signal.lfilter(b_arr, a_arr, x_arr, axis=axis), None
+        if not zi_checked:
+            expect = check_state(zi_arr, frame, "zi", K)   # our shape check and message
+            if zi_arr.shape != expect:
+                zi_arr = np.broadcast_to(zi_arr, expect)
+        return scipy.signal.lfilter(b_arr, a_arr, x_arr, axis=axis, zi=zi_arr)
+    bn, an, K = _normalized(b_arr, a_arr, dtype)
+    bw = coef_to_work(bn, frame, "b", dtype, lead=1)
+    if an.shape != bn.shape:
+        an = np.broadcast_to(an, bn.shape)
+    aw = coef_to_work(an, frame, "a", dtype, lead=1)
+    if bw.shape != aw.shape:
+        aw = np.ascontiguousarray(np.broadcast_to(aw, bw.shape))
     Kw = bw.shape[0] - 1   # >= 1: a pure gain runs as order 1 with zero coefficients
     P, L, Q = frame.plq
     z0 = np.zeros((P, 1, Kw, Q), dtype=dtype)
-    if zi is not None:
-        zi_arr = as_float_array(zi, "zi", dtype)
+    if zi_arr is not None:
         if K == 0:
             state_to_work(zi_arr, frame, "zi", dtype, size=0)  # shape check only
         else:
             z0[:, 0] = state_to_work(zi_arr, frame, "zi", dtype, size=K)
     y, zf = _run_cascade(bw[None], aw[None], x_arr, frame, dtype, z0, True)
-    y = _pandas.rewrap(y, template)
-    if zi is None:
-        return y
+    if zi_arr is None:
+        return y, None
     return y, state_from_work(np.ascontiguousarray(zf[:, 0, :K]), frame)
+
+
+_POLE_AT_ONE = ("the filter has a pole at z = 1 (sum(a) == 0): its step response has no "
+                "steady state, so lfilter_zi is undefined")
 
 
 def lfilter_zi(b, a):
@@ -224,9 +267,7 @@ def lfilter_zi(b, a):
     bn, an, K = _normalized(b, a, dtype)
     sa = an.sum(axis=0)
     if np.any(sa == 0):
-        raise np.linalg.LinAlgError(
-            "the filter has a pole at z = 1 (sum(a) == 0): its step response has no steady "
-            "state, so lfilter_zi is undefined")
+        raise np.linalg.LinAlgError(_POLE_AT_ONE)
     y_ss = bn.sum(axis=0) / sa
     terms = bn[1:K + 1] - an[1:K + 1] * y_ss
     return np.cumsum(terms[::-1], axis=0)[::-1].copy()
@@ -289,9 +330,9 @@ def _sos_array(sos, dtype=None):
     if arr.ndim < 2 or arr.shape[1] != 6 or arr.shape[0] == 0:
         raise ValueError(f"sos array must be shape (n_sections, 6) (or (n_sections, 6, *S) "
                          f"for per-channel/time-varying sections); got {arr.shape}")
-    if not np.all(np.isfinite(arr)):
+    if not _all_finite(arr):
         raise ValueError("sos contains non-finite coefficients (NaN or inf)")
-    if not np.all(arr[:, 3] == 1):
+    if not (arr[:, 3] == 1).all():
         raise ValueError("sos[:, 3] should be all ones (each section normalised by a0)")
     return arr
 
@@ -336,40 +377,45 @@ def sosfilt(sos, x, axis=-1, zi=None):
     dtype = compute_dtype(("sos", sos), ("x", x_in), ("zi", zi), promote_first=True)
     sos_arr = _sos_array(sos, dtype)
     x_arr, axis = signal_array(x_in, "x", dtype, axis)
+    zi_arr = None if zi is None else as_float_array(zi, "zi", dtype)
+    y, zf = _sosfilt(sos_arr, x_arr, axis, dtype, zi_arr)
+    y = _pandas.rewrap(y, template)
+    return y if zi is None else (y, zf)
+
+
+def _sosfilt(sos_arr, x_arr, axis, dtype, zi_arr, zi_checked=False):
+    """``sosfilt`` of checked arrays of ``dtype`` (``axis`` non-negative); ``(y, zf)``,
+    ``zf`` None without ``zi_arr``. ``zi_checked``: ``zi_arr`` already has the
+    states' full shape (callers that built it)."""
     ns = sos_arr.shape[0]
     frame = frame_of(x_arr, axis)
+    if zi_arr is not None and not zi_checked and (zi_arr.ndim < 1 or zi_arr.shape[0] != ns):
+        raise ValueError(f"zi must have shape (n_sections={ns}, ...) with the signal's shape "
+                         f"(axis {axis} of length 2) after it; got {zi_arr.shape}")
+    if sos_arr.ndim == 2 and _few_rows(frame):
+        import scipy.signal
+        if zi_arr is None:
+            return scipy.signal.sosfilt(sos_arr, x_arr, axis=axis), None
+        if not zi_checked:
+            for sec in range(ns):
+                expect = (ns,) + check_state(zi_arr[sec], frame, f"zi[{sec}]", 2)
+            if zi_arr.shape != expect:
+                zi_arr = np.broadcast_to(zi_arr, expect)
+        return scipy.signal.sosfilt(sos_arr, x_arr, axis=axis, zi=zi_arr)
     bw = coef_to_work(sos_arr[:, :3], frame, "sos", dtype, lead=2)
     aw = coef_to_work(sos_arr[:, 3:], frame, "sos", dtype, lead=2)
     if bw.shape != aw.shape:
         shape = np.broadcast_shapes(bw.shape, aw.shape)
         bw = np.ascontiguousarray(np.broadcast_to(bw, shape))
         aw = np.ascontiguousarray(np.broadcast_to(aw, shape))
-    if sos_arr.ndim == 2 and _few_rows(frame):
-        import scipy.signal
-        if zi is None:
-            return _pandas.rewrap(scipy.signal.sosfilt(sos_arr, x_arr, axis=axis), template)
-        zi_arr = as_float_array(zi, "zi", dtype)
-        if zi_arr.ndim < 1 or zi_arr.shape[0] != ns:
-            raise ValueError(f"zi must have shape (n_sections={ns}, ...) with the signal's shape "
-                             f"(axis {axis} of length 2) after it; got {zi_arr.shape}")
-        for sec in range(ns):
-            state_to_work(zi_arr[sec], frame, f"zi[{sec}]", dtype, size=2)
-        y, zf = scipy.signal.sosfilt(sos_arr, x_arr, axis=axis,
-                                     zi=np.broadcast_to(zi_arr, (ns,) + state_shape(frame, 2)))
-        return _pandas.rewrap(y, template), zf
     P, L, Q = frame.plq
     z0 = np.zeros((P, ns, 2, Q), dtype=dtype)
-    if zi is not None:
-        zi_arr = as_float_array(zi, "zi", dtype)
-        if zi_arr.ndim < 1 or zi_arr.shape[0] != ns:
-            raise ValueError(f"zi must have shape (n_sections={ns}, ...) with the signal's shape "
-                             f"(axis {axis} of length 2) after it; got {zi_arr.shape}")
+    if zi_arr is not None:
         for s in range(ns):
             z0[:, s] = state_to_work(zi_arr[s], frame, f"zi[{s}]", dtype, size=2)
     y, zf = _run_cascade(bw, aw, x_arr, frame, dtype, z0, False)
-    y = _pandas.rewrap(y, template)
-    if zi is None:
-        return y
+    if zi_arr is None:
+        return y, None
     return y, np.stack([state_from_work(np.ascontiguousarray(zf[:, s]), frame)
                         for s in range(ns)])
 
@@ -394,12 +440,17 @@ def sosfilt_zi(sos):
     True
     """
     sos = _sos_array(sos)
+    b, a = sos[:, :3], sos[:, 3:]                # a[:, 0] == 1: already normalised
+    sb, sa = b.sum(axis=1), a.sum(axis=1)
+    if np.any(sa == 0):
+        raise np.linalg.LinAlgError(_POLE_AT_ONE)
+    t = b[:, 1:] - a[:, 1:] * (sb / sa)[:, None]  # lfilter_zi's terms, every section at once
     zi = np.empty((sos.shape[0], 2) + sos.shape[2:], dtype=np.result_type(sos, np.float64))
     scale = 1.0
     for s in range(sos.shape[0]):
-        b, a = sos[s, :3], sos[s, 3:]
-        zi[s] = scale * lfilter_zi(b, a)
-        scale = scale * b.sum(axis=0) / a.sum(axis=0)
+        zi[s, 0] = scale * (t[s, 1] + t[s, 0])
+        zi[s, 1] = scale * t[s, 1]
+        scale = scale * sb[s] / sa[s]
     return zi
 
 
@@ -409,10 +460,12 @@ def _ext(x, n, axis, padtype):
     """Extend ``x`` by ``n`` samples at both ends along ``axis`` (odd, even or constant)."""
     if n == 0 or padtype is None:
         return x
-    first = np.take(x, [0], axis=axis)
-    last = np.take(x, [-1], axis=axis)
-    left = np.take(x, np.arange(n, 0, -1), axis=axis)
-    right = np.take(x, np.arange(-2, -n - 2, -1), axis=axis)
+
+    def part(sl):                               # x[..., sl, ...] with sl on axis
+        return x[(slice(None),) * axis + (sl,)]
+    first, last = part(slice(0, 1)), part(slice(-1, None))
+    left = part(slice(n, 0, -1))                # x[n], ..., x[1]
+    right = part(slice(-2, -n - 2, -1))         # x[-2], ..., x[-n-1]
     if padtype == "odd":
         left, right = 2 * first - left, 2 * last - right
     elif padtype == "constant":
@@ -441,6 +494,8 @@ def _state_for(zi_k, x_shape, axis):
     K = zi_k.shape[0]
     ndim = len(x_shape)
     tail = zi_k.shape[1:]
+    if not tail:                                # one filter: K on axis, 1 elsewhere
+        return zi_k.reshape((1,) * axis + (K,) + (1,) * (ndim - axis - 1))
     z = zi_k.reshape((K,) + (1,) * (ndim - len(tail)) + tail)
     # the coefficients are constant in time, so S has length 1 on axis: K takes its place
     return np.squeeze(np.moveaxis(z, 0, axis), axis=axis + 1)
@@ -507,9 +562,10 @@ def filtfilt(b, a, x, axis=-1, padtype="odd", padlen=None, method="pad", irlen=N
     edge, ext = _pad(x_arr, axis, padtype, padlen, ntaps)
     zi = _state_for(lfilter_zi(b_arr, a_arr), x_arr.shape, axis).astype(dtype)
     x0 = np.take(ext, [0], axis=axis)
-    y, _ = lfilter(b_arr, a_arr, ext, axis=axis, zi=zi * x0)
+    y, _ = _lfilter(b_arr, a_arr, ext, axis, dtype, zi * x0, zi_checked=True)
     y0 = np.take(y, [-1], axis=axis)
-    y, _ = lfilter(b_arr, a_arr, np.flip(y, axis=axis), axis=axis, zi=zi * y0)
+    y, _ = _lfilter(b_arr, a_arr, np.flip(y, axis=axis), axis, dtype, zi * y0,
+                    zi_checked=True)
     y = np.flip(y, axis=axis)
     if edge > 0:
         y = np.take(y, np.arange(edge, y.shape[axis] - edge), axis=axis)
@@ -548,9 +604,9 @@ def sosfiltfilt(sos, x, axis=-1, padtype="odd", padlen=None):
     zi_s = sosfilt_zi(sos_arr)                       # (ns, 2, *S)
     zi = np.stack([_state_for(zi_s[s], x_arr.shape, axis) for s in range(ns)]).astype(dtype)
     x0 = np.take(ext, [0], axis=axis)
-    y, _ = sosfilt(sos_arr, ext, axis=axis, zi=zi * x0)
+    y, _ = _sosfilt(sos_arr, ext, axis, dtype, zi * x0, zi_checked=True)
     y0 = np.take(y, [-1], axis=axis)
-    y, _ = sosfilt(sos_arr, np.flip(y, axis=axis), axis=axis, zi=zi * y0)
+    y, _ = _sosfilt(sos_arr, np.flip(y, axis=axis), axis, dtype, zi * y0, zi_checked=True)
     y = np.flip(y, axis=axis)
     if edge > 0:
         y = np.take(y, np.arange(edge, y.shape[axis] - edge), axis=axis)

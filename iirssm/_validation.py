@@ -34,10 +34,18 @@ __all__ = [
 ]
 
 _SUPPORTED = (np.float32, np.float64, np.complex64, np.complex128)
+_WEAK = frozenset({int, float, complex, bool})
+
+
+#: dtypes already mapped by :func:`_policy_dtype` (per-call overhead: a dict lookup)
+_POLICY = {np.dtype(t): np.dtype(t) for t in _SUPPORTED}
 
 
 def _policy_dtype(dt: np.dtype, name: str) -> np.dtype:
     """Map one input dtype through the policy table (see the module docstring)."""
+    hit = _POLICY.get(dt)
+    if hit is not None:
+        return hit
     dt = np.dtype(dt)
     if dt.type in _SUPPORTED:
         return dt
@@ -52,6 +60,8 @@ def _policy_dtype(dt: np.dtype, name: str) -> np.dtype:
 
 
 def _is_weak_scalar(value) -> bool:
+    if type(value) in _WEAK:                   # the common cases, without the ABC check
+        return True
     return isinstance(value, (int, float, complex, numbers.Number)) and not isinstance(
         value, (np.generic, np.ndarray)
     )
@@ -82,14 +92,17 @@ def compute_dtype(*named, real_only: tuple[str, ...] = (), promote_first: bool =
     for name, value in named:
         if value is None:
             continue
-        if _is_weak_scalar(value):
+        if type(value) is np.ndarray:
+            dt = value.dtype
+        elif _is_weak_scalar(value):
             if isinstance(value, complex) and value.imag != 0:
                 weak_complex = True
                 if name in real_only:
                     raise TypeError(f"{name} must be real; got the complex value {value!r}")
             continue
-        dt = getattr(value, "dtype", None)
-        dt = np.asarray(value).dtype if dt is None else np.dtype(dt)
+        else:
+            dt = getattr(value, "dtype", None)
+            dt = np.asarray(value).dtype if dt is None else np.dtype(dt)
         if not promote_first:
             dt = _policy_dtype(dt, name)
         elif dt.kind not in "biufc":
@@ -106,9 +119,13 @@ def compute_dtype(*named, real_only: tuple[str, ...] = (), promote_first: bool =
     return np.dtype(out)
 
 
+_REAL = {np.dtype(t): np.empty(0, dtype=t).real.dtype for t in _SUPPORTED}
+
+
 def real_dtype(dtype: np.dtype) -> np.dtype:
     """The real dtype of the same precision (complex64 -> float32)."""
-    return np.empty(0, dtype=dtype).real.dtype
+    hit = _REAL.get(dtype)
+    return hit if hit is not None else np.empty(0, dtype=dtype).real.dtype
 
 
 def as_float_array(value, name: str, dtype: np.dtype | None = None) -> np.ndarray:
@@ -184,6 +201,10 @@ def check_finite_range(name: str, arr: np.ndarray, lo: float, hi: float,
     NaN fails the check. ``what`` describes the interval in words for the message.
     """
     arr = np.asarray(arr)
+    if arr.ndim == 0 and arr.dtype.kind in "biuf":   # one number: no array operations
+        v = float(arr)
+        if (lo < v if lo_open else lo <= v) and (v < hi if hi_open else v <= hi):
+            return
     if arr.size == 0:
         return
     lo_ok = (arr > lo) if lo_open else (arr >= lo)

@@ -347,6 +347,16 @@ def test_pandas_roundtrip(rng):
      "padlen"),
     (lambda: iirssm.lfilter_zi([1.0], [1.0, -1.0]), np.linalg.LinAlgError, "pole at z = 1"),
     (lambda: iirssm.lfilter_zi([1.0], [0.0, 0.0]), ValueError, "nonzero"),
+    # the same checks on both paths: one signal (handed to scipy) and 64 (the kernels)
+    (lambda: iirssm.lfilter([1.0], [0.0, 1.0], np.ones((64, 5))), ValueError, r"a\[0\]"),
+    (lambda: iirssm.lfilter([1.0], [1.0, 0.5], np.ones(5), zi=np.zeros(3)), ValueError,
+     "zi must have shape"),
+    (lambda: iirssm.sosfilt([[1, 0, 0, 1, 0, 0.0]], np.ones(5), zi=np.zeros((1, 3))),
+     ValueError, r"zi\[0\] must have shape"),
+    (lambda: iirssm.sosfilt([[1, 0, 0, 1, 0, 0.0]], np.ones((64, 5)), zi=np.zeros((1, 64, 3))),
+     ValueError, r"zi\[0\] must have shape"),
+    (lambda: iirssm.sosfilt_zi([[1, 0, 0, 1, -2, 1.0]]), np.linalg.LinAlgError,
+     "pole at z = 1"),
 ])
 def test_bad_input(call, exc, match):
     with pytest.raises(exc, match=match):
