@@ -149,25 +149,31 @@ def render(cases, info, args, elapsed):
     return "\n".join(L) + "\n"
 
 
-def write_section(path, section):
+def write_section(path, section, start=START, end=END):
+    """Replace the text between the ``start`` and ``end`` markers of ``path`` (or append)."""
     text = open(path, encoding="utf-8").read() if os.path.exists(path) else "# Performance\n"
-    i, j = text.find(START), text.find(END)
+    i, j = text.find(start), text.find(end)
     if i >= 0 and j > i:
-        text = text[:i] + section.rstrip("\n") + text[j + len(END):]
+        text = text[:i] + section.rstrip("\n") + text[j + len(end):]
     else:
         text = text.rstrip("\n") + "\n\n" + section
     with open(path, "w", encoding="utf-8") as f:
         f.write(text)
 
 
-def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def arg_parser(doc):
+    """The options of bench_iir.py and bench_small.py (see bench_ema.py for the waiting)."""
+    p = argparse.ArgumentParser(description=doc.splitlines()[0])
     p.add_argument("--quick", action="store_true")
     p.add_argument("--write", metavar="PATH")
     p.add_argument("--max-wait", type=float, default=60.0)
     p.add_argument("--retries", type=int, default=2)
     p.add_argument("--busy", type=float, default=0.15)
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv=None):
+    args = arg_parser(__doc__).parse_args(argv)
     cfg = QUICK if args.quick else FULL
     t0 = _dt.datetime.now().timestamp()
     cases = []
