@@ -73,7 +73,8 @@ SHAPES_AXES = [
     ((19, 23), 1),          # a full tile of 16 and a partial one
     ((31, 5), 0),           # time-major
     ((2, 21, 3), 1),        # time in the middle
-    ((23, 2, 19), 0),       # time-major with more than a tile of channels
+    ((23, 2, 19), 0),       # time-major with more than a tile of channels (two full
+                            # tiles read and written in place, then a partial one)
 ]
 
 # ----------------------------------------------------------- kernel vs reference
@@ -109,6 +110,7 @@ def test_against_reference(rng, udtype, kind, shape, axis, with_zi):
 @pytest.mark.parametrize("bank,ushape,axis", [
     ((4,), (4, 30), -1),           # one system per channel
     ((5,), (30, 5), 0),            # per channel, time-major
+    ((18,), (30, 18), 0),          # per channel, time-major: a full tile read in place
     ((3,), (25,), -1),             # the bank adds a dimension: (3, 25)
     ((2, 1), (4, 20), -1),         # bank and channels broadcast: (2, 4, 20)
     ((3,), (20, 1), 0),            # (20, 3)

@@ -35,6 +35,16 @@ compiled to scalar code took ~20 ns. The arithmetic, not memory, is the bound.
 The job body is a plain function called from the ``prange`` loop: compiled
 inside the parallel region it ran ~1.5x slower.
 
+In the time-major layout the lanes of a job are contiguous channels of one row
+of ``x`` and of the output already; a full tile of a real system on a real
+signal (``case`` 0, the common one) reads and writes those rows in place
+(``row_view3``), without the transposed buffer. The arithmetic and its order
+are those of the buffered loop, so results are bitwise the same; measured on the
+2-core VM (AVX2), C-ordered (n, 64) float64 along axis 0, butter(16) as 8 modes,
+two threads: 0.63x the time in cache ((20000, 64)), 0.74x on (10^6, 64), where
+the fresh output's page faults are a fixed part. The other cases, and a partial
+last tile, keep the buffer.
+
 A partial tile pads its unused lanes with zeros and discards them. Jobs run in
 parallel (``prange``); the work of a channel never depends on the number of
 threads, so results are reproducible.
@@ -50,7 +60,7 @@ is 1 or ``Q`` (a bank of systems varying over some channel dimensions only).
 
 import numpy as np
 
-from ._jit import jit, kernel, prange
+from ._jit import jit, kernel, prange, row_view3
 
 __all__ = ["SSM_LANES", "T_BLOCK", "ssm_scan"]
 
@@ -136,6 +146,25 @@ def _job(job, xr, xi, lam_r, lam_i, beta, w_r, w_i, d_r, d_i, g_r, g_i, yr, yi, 
             st[m, _WI, k] = w_i[pc, qc, m]
             st[m, _GR, k] = g_r[p, q, m]
             st[m, _GI, k] = g_i[p, q, m]
+    if Q > 1 and n == n_lanes and case == 0 and not free:
+        # time-major, a full tile, real: the lanes are contiguous in x and y already
+        for t in range(L):
+            xrow = row_view3(xr, p0, t, q0)
+            yrow = row_view3(yr, p0, t, q0)
+            for k in range(n_lanes):
+                yrow[k] = dd[0, k] * xrow[k]
+            for m in range(M):
+                for k in range(n_lanes):
+                    gr = st[m, _GR, k]
+                    gi = st[m, _GI, k]
+                    lr = st[m, _LR, k]
+                    li = st[m, _LI, k]
+                    a = lr * gr - li * gi + st[m, _BETA, k] * xrow[k]
+                    c = lr * gi + li * gr
+                    st[m, _GR, k] = a
+                    st[m, _GI, k] = c
+                    yrow[k] += st[m, _WR, k] * a - st[m, _WI, k] * c
+        L = 0                                   # the blocks below have nothing left
     for t0 in range(0, L, T_BLOCK):
         nt = min(T_BLOCK, L - t0)
         # gather the block of every lane, transposed (lanes contiguous); a free
