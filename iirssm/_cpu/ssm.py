@@ -60,7 +60,7 @@ is 1 or ``Q`` (a bank of systems varying over some channel dimensions only).
 
 import numpy as np
 
-from ._jit import jit, kernel, prange, row_view3
+from ._jit import inline, jit, kernel, prange, row_view3
 
 __all__ = ["SSM_LANES", "T_BLOCK", "ssm_scan"]
 
@@ -155,14 +155,7 @@ def _job(job, xr, xi, lam_r, lam_i, beta, w_r, w_i, d_r, d_i, g_r, g_i, yr, yi, 
                 yrow[k] = dd[0, k] * xrow[k]
             for m in range(M):
                 for k in range(n_lanes):
-                    gr = st[m, _GR, k]
-                    gi = st[m, _GI, k]
-                    lr = st[m, _LR, k]
-                    li = st[m, _LI, k]
-                    a = lr * gr - li * gi + st[m, _BETA, k] * xrow[k]
-                    c = lr * gi + li * gr
-                    st[m, _GR, k] = a
-                    st[m, _GI, k] = c
+                    a, c = _advance(st, m, k, xrow[k])
                     yrow[k] += st[m, _WR, k] * a - st[m, _WI, k] * c
         L = 0                                   # the blocks below have nothing left
     for t0 in range(0, L, T_BLOCK):
@@ -190,26 +183,12 @@ def _job(job, xr, xi, lam_r, lam_i, beta, w_r, w_i, d_r, d_i, g_r, g_i, yr, yi, 
             if case == 0:
                 for m in range(M):
                     for k in range(n_lanes):
-                        gr = st[m, _GR, k]
-                        gi = st[m, _GI, k]
-                        lr = st[m, _LR, k]
-                        li = st[m, _LI, k]
-                        a = lr * gr - li * gi + st[m, _BETA, k] * io[s, _UR, k]
-                        c = lr * gi + li * gr
-                        st[m, _GR, k] = a
-                        st[m, _GI, k] = c
+                        a, c = _advance(st, m, k, io[s, _UR, k])
                         io[s, _YR, k] += st[m, _WR, k] * a - st[m, _WI, k] * c
             elif case == 1:
                 for m in range(M):
                     for k in range(n_lanes):
-                        gr = st[m, _GR, k]
-                        gi = st[m, _GI, k]
-                        lr = st[m, _LR, k]
-                        li = st[m, _LI, k]
-                        a = lr * gr - li * gi + st[m, _BETA, k] * io[s, _UR, k]
-                        c = lr * gi + li * gr
-                        st[m, _GR, k] = a
-                        st[m, _GI, k] = c
+                        a, c = _advance(st, m, k, io[s, _UR, k])
                         io[s, _YR, k] += st[m, _WR, k] * a - st[m, _WI, k] * c
                         io[s, _YI, k] += st[m, _WR, k] * c + st[m, _WI, k] * a
             else:
@@ -235,6 +214,21 @@ def _job(job, xr, xi, lam_r, lam_i, beta, w_r, w_i, d_r, d_i, g_r, g_i, yr, yi, 
         for m in range(M):
             g_r[p, q, m] = st[m, _GR, k]
             g_i[p, q, m] = st[m, _GI, k]
+
+
+@inline
+def _advance(st, m, k, u):
+    """Mode ``m`` of lane ``k`` one sample on, from a real input ``u``; returns the new
+    state ``(re, im)``."""
+    gr = st[m, _GR, k]
+    gi = st[m, _GI, k]
+    lr = st[m, _LR, k]
+    li = st[m, _LI, k]
+    a = lr * gr - li * gi + st[m, _BETA, k] * u
+    c = lr * gi + li * gr
+    st[m, _GR, k] = a
+    st[m, _GI, k] = c
+    return a, c
 
 
 @jit
