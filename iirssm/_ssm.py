@@ -435,6 +435,7 @@ class DiagonalSSM:
         self._partner = None          # (n_bank, N) conjugate partners, computed lazily
         self._real = None
         self._plans = {}
+        self._work = {}               # the last coefficients in a work frame (_work_coefs)
 
     # ------------------------------------------------------------- properties
     @property
@@ -1158,18 +1159,11 @@ class DiagonalSSM:
             z3 = state_to_work(as_float_array(zi, "zi"), frame, "zi", cdt, size=S)
         h0 = np.ascontiguousarray(z3[:, :N, :].transpose(0, 2, 1))
         hist = z3[:, N:, :]
-        sel, _, lam, beta, wgt, gain = self._computed_modes(real_path)
+        sel = self._plan(real_path)[0]
         M = sel.shape[1]
         bank_nd = len(self.bank_shape)
-
-        def modes_work(v, dt):
-            return _modes_to_work(v.reshape(self.bank_shape + (M,)), frame, oax, nd, bank_nd,
-                                  dt)
-
-        lam_w, wgt_w = modes_work(lam, cdt), modes_work(wgt, cdt)
-        beta_w = modes_work(beta, rdt)
-        gain_w = modes_work(gain, np.complex128)
-        d_w = _bank_to_work(self._D, frame, oax, nd, bank_nd, cdt)
+        lam_w, wgt_w, beta_w, gain_w, d_w = self._work_coefs(real_path, frame, oax, nd,
+                                                              rdt, cdt)
         # modal states of the computed modes, scaled: g = h / gain
         if real_path and zi is not None and N:
             _check_conjugate_state(h0, self._partner, frame, oax, nd, bank_nd, self.bank_shape,
@@ -1177,10 +1171,13 @@ class DiagonalSSM:
         if real_path and K and np.any(hist.imag):
             raise ValueError("zi's last entries (the previous inputs of the FIR terms) must "
                              "be real when a real system filters a real signal")
-        hsel = _gather_modes(h0, sel, frame, oax, nd, bank_nd, self.bank_shape)
-        g0 = hsel / gain_w
-        g_r = np.ascontiguousarray(g0.real, dtype=rdt)
-        g_i = np.ascontiguousarray(g0.imag, dtype=rdt)
+        if zi is None:
+            g_r = np.zeros((P, Q, M), dtype=rdt)
+            g_i = np.zeros((P, Q, M), dtype=rdt)
+        else:
+            g0 = _gather_modes(h0, sel, frame, oax, nd, bank_nd, self.bank_shape) / gain_w
+            g_r = np.ascontiguousarray(g0.real, dtype=rdt)
+            g_i = np.ascontiguousarray(g0.imag, dtype=rdt)
         out_nd, out3 = new_output(frame, ydt, out)
         if real_path:
             xr = x3
@@ -1228,6 +1225,32 @@ class DiagonalSSM:
             ext = np.concatenate([hist[:, ::-1, :], x3], axis=1)
             zf3[:, N:, :] = ext[:, ::-1, :][:, :K, :]
         return y, state_from_work(zf3, frame)
+
+    def _work_coefs(self, real_path, frame, oax, nd, rdt, cdt):
+        """The scan's coefficients in the work frame: ``(lam, wgt, beta, gain, d)``.
+
+        They depend only on the system and the geometry, so the last ones computed
+        are kept (the system is immutable): a loop over chunks or segments of one
+        shape builds them once.
+        """
+        key = (real_path, frame.shape, frame.axis, frame.transposed, oax, nd,
+               np.dtype(rdt), np.dtype(cdt))
+        hit = self._work.get(key)
+        if hit is not None:
+            return hit
+        sel, _, lam, beta, wgt, gain = self._computed_modes(real_path)
+        M = sel.shape[1]
+        bank_nd = len(self.bank_shape)
+
+        def modes_work(v, dt):
+            return _frozen(_modes_to_work(v.reshape(self.bank_shape + (M,)), frame, oax, nd,
+                                          bank_nd, dt))
+
+        coefs = (modes_work(lam, cdt), modes_work(wgt, cdt), modes_work(beta, rdt),
+                 modes_work(gain, np.complex128),
+                 _frozen(_bank_to_work(self._D, frame, oax, nd, bank_nd, cdt)))
+        self._work = {key: coefs}
+        return coefs
 
     def _filter_shape(self, shape, axis):
         """Checks and output geometry of :meth:`filter` for a signal of ``shape``.
