@@ -357,6 +357,13 @@ def test_pandas_roundtrip(rng):
      ValueError, r"zi\[0\] must have shape"),
     (lambda: iirssm.sosfilt_zi([[1, 0, 0, 1, -2, 1.0]]), np.linalg.LinAlgError,
      "pole at z = 1"),
+    # non-finite coefficients among more than a few (checked by the ufunc, not in Python)
+    (lambda: iirssm.lfilter(np.r_[np.ones(39), np.inf], [1.0], np.ones(50)), ValueError,
+     "non-finite"),
+    (lambda: iirssm.sosfilt(np.r_[np.tile([1, 0, 0, 1, 0, 0.0], (7, 1)),
+                                  [[1, 0, np.nan, 1, 0, 0]]], np.ones(5)),
+     ValueError, "non-finite"),
+    (lambda: iirssm.lfilter([1.0], [1.0, 1j * np.inf], np.ones(5)), ValueError, "non-finite"),
 ])
 def test_bad_input(call, exc, match):
     with pytest.raises(exc, match=match):
