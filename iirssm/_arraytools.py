@@ -58,7 +58,6 @@ class Frame:
     def work_axis(self) -> int:
         return self.ndim - 1 - self.axis if self.transposed else self.axis
 
-
     def to_work_orientation(self, arr: np.ndarray) -> np.ndarray:
         """View an array of the user's orientation (full ndim) in the work orientation."""
         return arr.T if self.transposed else arr

@@ -98,7 +98,7 @@ def _load(name, op):
 def check_backend(backend, *arrays) -> str:
     """For functions without a foreign backend: validate and require NumPy inputs."""
     if backend is None and all(type(arr) in _PLAIN for arr in arrays):
-        return None                             # the common case, without the module lookups
+        return "numba"                          # the common case, without the module lookups
     if backend is not None and backend not in BACKENDS:
         raise ValueError(f"backend must be None or one of {BACKENDS}; got {backend!r}")
     fams = _families(arrays)
