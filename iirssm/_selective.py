@@ -1083,9 +1083,9 @@ class SelectiveSSM:
         x = _real(x, "x", np.result_type(self.dtype, as_float_array(x, "x").dtype))
         if x.ndim != 3 or x.shape[1] != self.dim:
             raise ValueError(f"x must have shape (batch, dim={self.dim}, L); got {x.shape}")
-        dbl = _proj(self.x_proj_weight.astype(x.dtype), x)
+        dbl = _proj(self.x_proj_weight.astype(x.dtype, copy=False), x)   # no copy per call
         R, N = self.dt_rank, self.d_state
-        delta = _proj(self.dt_proj_weight.astype(x.dtype), dbl[:, :R])
+        delta = _proj(self.dt_proj_weight.astype(x.dtype, copy=False), dbl[:, :R])
         return x, delta, np.ascontiguousarray(dbl[:, R:R + N]), np.ascontiguousarray(dbl[:, R + N:])
 
     def filter(self, x, z=None, *, initial_state=None, return_last_state=False):
