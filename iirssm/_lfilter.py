@@ -91,19 +91,11 @@ def _normalized(b, a, dtype):
     """Pad ``b`` and ``a`` to one length ``K+1`` (K >= 1) and divide by ``a[0]``."""
     nb, na = b.shape[0], a.shape[0]
     n = max(nb, na, 2)
-    if b.ndim == 1 and a.ndim == 1:             # the common case, in a few microseconds
-        a0 = a[0]
-        if a0 == 0:
+    if (b.ndim == 1 and a.ndim == 1 and nb == n and na == n and b.dtype == dtype
+            and a.dtype == dtype):              # the common case: nothing to pad
+        if a[0] == 0:
             raise ValueError(_A0_IS_ZERO)
-        if nb == n and na == n and b.dtype == dtype and a.dtype == dtype:
-            return b / a0, a / a0, n - 1        # new arrays, as below
-        bb = np.zeros(n, dtype=dtype)
-        aa = np.zeros(n, dtype=dtype)
-        bb[:nb] = b
-        aa[:na] = a
-        bb /= a0
-        aa /= a0
-        return bb, aa, max(nb, na) - 1
+        return b / a[0], a / a[0], n - 1       # new arrays, as below
     tail = np.broadcast_shapes(b.shape[1:], a.shape[1:])
     bb = np.zeros((n,) + tail, dtype=dtype)
     aa = np.zeros((n,) + tail, dtype=dtype)

@@ -146,8 +146,9 @@ def _job(job, xr, xi, lam_r, lam_i, beta, w_r, w_i, d_r, d_i, g_r, g_i, yr, yi, 
             st[m, _WI, k] = w_i[pc, qc, m]
             st[m, _GR, k] = g_r[p, q, m]
             st[m, _GI, k] = g_i[p, q, m]
-    if Q > 1 and n == n_lanes and case == 0 and not free:
-        # time-major, a full tile, real: the lanes are contiguous in x and y already
+    # time-major, a full tile, real: the lanes are contiguous in x and y already
+    in_place = Q > 1 and n == n_lanes and case == 0 and not free
+    if in_place:
         for t in range(L):
             xrow = row_view3(xr, p0, t, q0)
             yrow = row_view3(yr, p0, t, q0)
@@ -157,8 +158,7 @@ def _job(job, xr, xi, lam_r, lam_i, beta, w_r, w_i, d_r, d_i, g_r, g_i, yr, yi, 
                 for k in range(n_lanes):
                     a, c = _advance(st, m, k, xrow[k])
                     yrow[k] += st[m, _WR, k] * a - st[m, _WI, k] * c
-        L = 0                                   # the blocks below have nothing left
-    for t0 in range(0, L, T_BLOCK):
+    for t0 in range(0, 0 if in_place else L, T_BLOCK):   # the buffered blocks
         nt = min(T_BLOCK, L - t0)
         # gather the block of every lane, transposed (lanes contiguous); a free
         # response keeps the zero input the buffer was created with
