@@ -135,6 +135,38 @@ def test_vexpm1_and_softplus_accuracy(dtype):
     assert np.array_equal(got[x > 20], x[x > 20])
 
 
+@numba.njit(error_model="numpy")
+def _map_hsum16(G, out):
+    for i in range(out.size):
+        out[i] = sk._hsum16(G, 16 * i)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.complex64, np.complex128])
+def test_hsum16_is_the_fixed_tree(rng, dtype):
+    """The lane sums of the backward (vector code for real dtypes): the documented
+    tree of additions, bitwise, NaN and inf included."""
+    G = rng.standard_normal(16 * 300) * np.exp(rng.uniform(-30, 30, 16 * 300))
+    if np.dtype(dtype).kind == "c":
+        G = G + 1j * rng.standard_normal(G.size)
+    G = G.astype(dtype)
+    G[16 * 7 + 3] = np.nan
+    G[16 * 9 + 12] = np.inf
+    G[16 * 9 + 4] = -np.inf
+    got = np.empty(300, dtype)
+    _map_hsum16(G, got)
+    r = G.reshape(300, 16)
+    with np.errstate(invalid="ignore"):                 # inf - inf in row 9
+        s = r[:, :8] + r[:, 8:]
+        s = s[:, :4] + s[:, 4:]
+        s = s[:, :2] + s[:, 2:]
+        want = s[:, 0] + s[:, 1]
+        seq = np.add.reduce(r, axis=1)
+    np.testing.assert_array_equal(got, want)
+    assert np.isnan(got[7]) and np.isnan(got[9])
+    # and not another order of the same additions (NumPy's pairwise reduction)
+    assert not np.array_equal(got, seq, equal_nan=True)
+
+
 # ----------------------------------------------------------- forward against reference
 
 @pytest.mark.parametrize("B_layout", LAYOUTS)

@@ -58,6 +58,7 @@ import numpy as np
 from llvmlite import ir
 from numba import types
 from numba.extending import intrinsic, overload
+from numba.np.arrayobj import make_array
 
 from ._jit import FMA_FLAGS, data_address, inline, jit, kernel, prange, prefetch
 
@@ -445,6 +446,66 @@ def _dphi1(z, em):
     return _sel(small, p, closed)
 
 
+def _hsum16(G, o):
+    """``Σ_j G[o + j]`` over ``j < 16`` by the tree of :func:`_lane_sums` (in kernels).
+
+    ``G`` is 1-D and C-contiguous, and the caller guarantees ``o + 16 <= len(G)``
+    (no bounds check): vector code for real ``G`` (:func:`_hsum16_vec`), scalar code
+    for complex.
+    """
+
+
+@intrinsic
+def _hsum16_vec(typingctx, G, o):
+    """:func:`_hsum16` of a real C-contiguous 1-D array as vector code: one 16-wide
+    load, then halves added (8 + 8, 4 + 4, 2 + 2, 1 + 1), the same additions in the
+    same order as the scalar tree (no reassociation), so the same result."""
+    if not (isinstance(G, types.Array) and G.ndim == 1 and G.layout == "C"
+            and isinstance(G.dtype, types.Float) and isinstance(o, types.Integer)):
+        return None
+    fty = G.dtype
+
+    def codegen(context, builder, signature, args):
+        arr = make_array(signature.args[0])(context, builder, args[0])
+        el = context.get_value_type(fty)
+        ptr = builder.gep(arr.data, [args[1]])
+        vec = builder.load(builder.bitcast(ptr, ir.PointerType(ir.VectorType(el, 16))),
+                           align=fty.bitwidth // 8)
+
+        def halves(v, n):
+            lo = builder.shuffle_vector(v, v, ir.Constant(ir.VectorType(ir.IntType(32), n),
+                                                          list(range(n))))
+            hi = builder.shuffle_vector(v, v, ir.Constant(ir.VectorType(ir.IntType(32), n),
+                                                          list(range(n, 2 * n))))
+            return builder.fadd(lo, hi)
+
+        v = halves(halves(halves(vec, 8), 4), 2)
+        i32 = ir.IntType(32)
+        return builder.fadd(builder.extract_element(v, ir.Constant(i32, 0)),
+                            builder.extract_element(v, ir.Constant(i32, 1)))
+
+    return fty(G, o), codegen
+
+
+@overload(_hsum16, inline="always")
+def _ov_hsum16(G, o):
+    if isinstance(G.dtype, types.Float):
+        return lambda G, o: _hsum16_vec(G, o)
+    if isinstance(G.dtype, types.Complex):
+        def impl(G, o):
+            s0 = G[o] + G[o + 8]
+            s1 = G[o + 1] + G[o + 9]
+            s2 = G[o + 2] + G[o + 10]
+            s3 = G[o + 3] + G[o + 11]
+            s4 = G[o + 4] + G[o + 12]
+            s5 = G[o + 5] + G[o + 13]
+            s6 = G[o + 6] + G[o + 14]
+            s7 = G[o + 7] + G[o + 15]
+            return ((s0 + s4) + (s2 + s6)) + ((s1 + s5) + (s3 + s7))
+        return impl
+    return None
+
+
 # ---------------------------------------------------------------------------- kernels
 
 
@@ -500,6 +561,40 @@ def _load_block(u, delta, bias, sp, b, d0, m, t0, nt, dtb, ub, vb):
                 vb[tt, lane] = 0
                 dtb[tt, lane] = 0
                 ub[tt, lane] = 0
+
+
+@jit(fma=True)
+def _states(disc, Al, hl, dtb, ub, nt, t0, Bw, btv, gsB, Bl, b, d0):
+    """:func:`_advance`'s update of real states, bitwise, without its read-out.
+
+    For the backward's first pass, which keeps only the checkpoints. Real states
+    only: without the read-out, LLVM contracts the complex update into other FMAs,
+    and the checkpoints would differ in the last bits from the forward's.
+    """
+    N = Al.shape[0]
+    bB = b if Bw.shape[0] > 1 else 0
+    gB = d0 // gsB if btv else 0
+    gu = np.empty(W, dtype=Al.dtype)
+    em = np.empty(W, dtype=Al.dtype)
+    gg = np.empty(W, dtype=Al.dtype)
+    for tt in range(nt):
+        tB = t0 + tt if btv else 0
+        for lane in range(W):
+            gu[lane] = dtb[tt, lane] * ub[tt, lane]
+        for n in range(N):
+            bv = Bw[bB, gB, tB, n]
+            if disc == 0:
+                for lane in range(W):
+                    e = vexpm1(dtb[tt, lane] * Al[n, lane])
+                    h = hl[n, lane]
+                    hl[n, lane] = (h + e * h) + gu[lane] * (bv if btv else Bl[n, lane])
+            else:
+                _em_g_lanes(disc, dtb, tt, Al, n, em, gg)
+                for lane in range(W):
+                    e = em[lane]
+                    h = hl[n, lane]
+                    hl[n, lane] = ((h + e * h)
+                                   + (gg[lane] * ub[tt, lane]) * (bv if btv else Bl[n, lane]))
 
 
 @jit(fma=True)
@@ -588,23 +683,16 @@ def _lane_sums(G, nt, N, dst, b, slot, g, t0):
     """``dst[b, slot, g, t0 + tt, n] += Σ_lane G[(tt·N + n)·W + lane]``, in a fixed order.
 
     A fixed tree (no reassociation: the same result on every machine and for any
-    thread count): lanes ``j`` and ``j + 8`` first, which LLVM turns into one
-    SIMD addition of two 8-lane halves, then ``j`` and ``j + 4``, then pairs.
+    thread count): lanes ``j`` and ``j + 8`` first, then ``j`` and ``j + 4``, then
+    pairs, written as vector code (:func:`_hsum16`). Written as scalar code, LLVM's
+    loop vectoriser took it across the states, and with AVX-512 it read the rows by
+    stride-16 gathers: the sums were 40 % of the reverse pass (``docs/performance.md``).
     Per block rather than per sample: summing a vector just stored stalls on
     store-to-load forwarding.
     """
     for tt in range(nt):
         for n in range(N):
-            o = (tt * N + n) * W
-            s0 = G[o] + G[o + 8]
-            s1 = G[o + 1] + G[o + 9]
-            s2 = G[o + 2] + G[o + 10]
-            s3 = G[o + 3] + G[o + 11]
-            s4 = G[o + 4] + G[o + 12]
-            s5 = G[o + 5] + G[o + 13]
-            s6 = G[o + 6] + G[o + 14]
-            s7 = G[o + 7] + G[o + 15]
-            dst[b, slot, g, t0 + tt, n] += ((s0 + s4) + (s2 + s6)) + ((s1 + s5) + (s3 + s7))
+            dst[b, slot, g, t0 + tt, n] += _hsum16(G, (tt * N + n) * W)
 
 
 @kernel(fma=True, writes=("out", "hlast", "ck"))
@@ -797,9 +885,11 @@ def _reverse_block(disc, nt, t0, b, slot, Bw, btv, gB, Cw, ctv, gC, yscale, dtb,
             # see the note on ``V``; slices would add reference counting to the loop)
             so = n * _NS * W
             to = n * 3 * W
-            ho = ((tt + 1) * N + n) * 2 * W            # (a - 1, h[t]) of this step
-            hp = (tt * N + n) * 2 * W + W                # h[t-1]
-            go = (tt * N + n) * W
+            # (max: provably >= 0, else LLVM cannot rule out Numba's wrap-around of a
+            # negative index, and the lane loop reads these rows by gathers)
+            ho = max(((tt + 1) * N + n) * 2 * W, 0)    # (a - 1, h[t]) of this step
+            hp = max((tt * N + n) * 2 * W + W, 0)      # h[t-1]
+            go = max((tt * N + n) * W, 0)
             # ``nl`` equals W, but as a run-time value: with a constant trip count LLVM
             # unrolls the loop completely before its loop vectoriser runs, and then
             # fails to re-vectorise the unrolled code (4x slower). Same in _bwd_lanes.
@@ -918,8 +1008,11 @@ def scan_bwd(u, delta, bias, sp, disc, A, Bw, btv, gsB, Cw, ctv, gsC, Dv, z, has
                     for lane in range(W):
                         ck[kb, n, lane] = hl[n, lane]
                 _load_block(u, delta, bias, sp, b, d0, m, t0, nt, dtb, ub, vb)
-                _advance(disc, Al, hl, dtb, ub, nt, t0, Bw, btv, gsB, Bl, Cw, ctv, gsC, Cl,
-                         b, d0, yb, he, False)
+                if yscale == 1:                # real states: no read-out needed
+                    _states(disc, Al, hl, dtb, ub, nt, t0, Bw, btv, gsB, Bl, b, d0)
+                else:
+                    _advance(disc, Al, hl, dtb, ub, nt, t0, Bw, btv, gsB, Bl, Cw, ctv, gsC,
+                             Cl, b, d0, yb, he, False)
             for n in range(N):
                 for lane in range(W):
                     T[n * 3 * W + lane] = Al[n, lane]
