@@ -506,6 +506,57 @@ def _ov_hsum16(G, o):
     return None
 
 
+@intrinsic
+def _t16(typingctx, src, so, ss, dst, do, ds):
+    """Transpose a 16 x 16 block: ``dst[do + j·ds + i] = src[so + i·ss + j]``, i, j < 16.
+
+    ``src`` and ``dst`` are C-contiguous arrays of one real dtype, the offsets and
+    strides flat element counts; the caller guarantees the block lies inside both
+    (no bounds check). Sixteen 16-wide loads, four stages of two-source shuffles
+    (stage ``b`` swaps bit ``b`` of the row index with bit ``b`` of the column
+    index), sixteen 16-wide stores: where a loop would move one element per load
+    and store, or LLVM would read a column by gathers (AVX-512).
+    """
+    if not (isinstance(src, types.Array) and isinstance(dst, types.Array)
+            and src.layout == "C" and dst.layout == "C" and dst.mutable
+            and isinstance(src.dtype, types.Float) and src.dtype == dst.dtype
+            and all(isinstance(x, types.Integer) for x in (so, ss, do, ds))):
+        return None
+    fty = src.dtype
+
+    def codegen(context, builder, signature, args):
+        sa = make_array(signature.args[0])(context, builder, args[0])
+        da = make_array(signature.args[3])(context, builder, args[3])
+        i64 = ir.IntType(64)
+        vty = ir.VectorType(context.get_value_type(fty), 16)
+        align = fty.bitwidth // 8
+
+        def row(base, off, stride, i):
+            k = builder.add(builder.sext(off, i64) if off.type.width < 64 else off,
+                            builder.mul(builder.sext(stride, i64)
+                                        if stride.type.width < 64 else stride,
+                                        ir.Constant(i64, i)))
+            return builder.bitcast(builder.gep(base, [k]), ir.PointerType(vty))
+
+        r = [builder.load(row(sa.data, args[1], args[2], i), align=align) for i in range(16)]
+        i32 = ir.IntType(32)
+        for bit in (8, 4, 2, 1):
+            lo = [c if not c & bit else 16 + c - bit for c in range(16)]
+            hi = [c + bit if not c & bit else 16 + c for c in range(16)]
+            for i in range(16):
+                if i & bit:
+                    continue
+                k = i + bit
+                a, c = r[i], r[k]
+                r[i] = builder.shuffle_vector(a, c, ir.Constant(ir.VectorType(i32, 16), lo))
+                r[k] = builder.shuffle_vector(a, c, ir.Constant(ir.VectorType(i32, 16), hi))
+        for j in range(16):
+            builder.store(r[j], row(da.data, args[4], args[5], j), align=align)
+        return context.get_dummy_value()
+
+    return types.none(src, so, ss, dst, do, ds), codegen
+
+
 # ---------------------------------------------------------------------------- kernels
 
 
@@ -534,33 +585,45 @@ def _load_block(u, delta, bias, sp, b, d0, m, t0, nt, dtb, ub, vb):
     """Gather a block's ``dt`` (after bias/softplus), ``u`` and the pre-softplus ``v``.
 
     Computed along time (contiguous, one SIMD loop with the vectorised softplus),
-    then stored transposed into the ``(TB, W)`` buffers.
+    then stored transposed into the ``(TB, W)`` buffers: by 16 x 16 blocks
+    (:func:`_t16`) for a full tile and whole blocks, element by element otherwise.
     """
-    tv = np.empty(nt, dtype=dtb.dtype)
-    td = np.empty(nt, dtype=dtb.dtype)
+    dim = u.shape[1]
+    L = u.shape[2]
+    fast = m == W and nt % 16 == 0
+    tv = np.empty((W, nt), dtype=dtb.dtype)
+    td = np.empty((W, nt), dtype=dtb.dtype)
     for lane in range(W):
         if lane < m:
             d = d0 + lane
             bd = bias[d]
             drow = delta[b, d, t0:t0 + nt]        # 1-D rows: plain contiguous loads
-            urow = u[b, d, t0:t0 + nt]
+            tvr = tv[lane]
+            tdr = td[lane]
             for tt in range(nt):
-                tv[tt] = drow[tt] + bd
+                tvr[tt] = drow[tt] + bd
             if sp:
                 for tt in range(nt):
-                    td[tt] = softplus(tv[tt])
+                    tdr[tt] = softplus(tvr[tt])
             else:
                 for tt in range(nt):
-                    td[tt] = tv[tt]
-            for tt in range(nt):
-                vb[tt, lane] = tv[tt]
-                dtb[tt, lane] = td[tt]
-                ub[tt, lane] = urow[tt]
+                    tdr[tt] = tvr[tt]
+            if not fast:
+                urow = u[b, d, t0:t0 + nt]
+                for tt in range(nt):
+                    vb[tt, lane] = tvr[tt]
+                    dtb[tt, lane] = tdr[tt]
+                    ub[tt, lane] = urow[tt]
         else:
             for tt in range(nt):
                 vb[tt, lane] = 0
                 dtb[tt, lane] = 0
                 ub[tt, lane] = 0
+    if fast:
+        for q in range(0, nt, 16):
+            _t16(tv, q, nt, vb, q * W, W)
+            _t16(td, q, nt, dtb, q * W, W)
+            _t16(u, (b * dim + d0) * L + t0 + q, L, ub, q * W, W)
 
 
 @jit(fma=True)
@@ -659,6 +722,12 @@ def _advance(disc, Al, hl, dtb, ub, nt, t0, Bw, btv, gsB, Bl, Cw, ctv, gsC, Cl, 
 @jit(fma=True)
 def _gather(src, b, d0, m, t0, nt, buf):
     """``buf[tt·W + lane] = src[b, d0 + lane, t0 + tt]`` (0 for the pad lanes)."""
+    if m == W and nt % 16 == 0:
+        dim = src.shape[1]
+        L = src.shape[2]
+        for q in range(0, nt, 16):
+            _t16(src, (b * dim + d0) * L + t0 + q, L, buf, q * W, W)
+        return
     for lane in range(W):
         if lane < m:
             row = src[b, d0 + lane, t0:t0 + nt]
@@ -672,6 +741,12 @@ def _gather(src, b, d0, m, t0, nt, buf):
 @jit(fma=True)
 def _scatter(buf, dst, b, d0, m, t0, nt):
     """``dst[b, d0 + lane, t0 + tt] = buf[tt·W + lane]`` for the real lanes."""
+    if m == W and nt % 16 == 0:
+        dim = dst.shape[1]
+        L = dst.shape[2]
+        for q in range(0, nt, 16):
+            _t16(buf, q * W, W, dst, (b * dim + d0) * L + t0 + q, L)
+        return
     for lane in range(m):
         row = dst[b, d0 + lane, t0:t0 + nt]
         for tt in range(nt):
@@ -693,6 +768,55 @@ def _lane_sums(G, nt, N, dst, b, slot, g, t0):
     for tt in range(nt):
         for n in range(N):
             dst[b, slot, g, t0 + tt, n] += _hsum16(G, (tt * N + n) * W)
+
+
+@jit(fma=True)
+def _store_rows(yb, ub, u, Dv, z, has_z, out, b, d0, m, t0, nt, transposed):
+    """``out = (y + D·u)·silu(z)`` along the rows of a block; ``y`` from ``yb[tt, lane]``,
+    or already in ``out``'s rows (``transposed``), where ``u`` is read from its rows."""
+    for lane in range(m):
+        d = d0 + lane
+        Dd = Dv[d]
+        orow = out[b, d, t0:t0 + nt]           # 1-D rows: contiguous, vectorised
+        if transposed:
+            urow = u[b, d, t0:t0 + nt]
+            for tt in range(nt):
+                orow[tt] = orow[tt] + Dd * urow[tt]
+        else:
+            for tt in range(nt):
+                orow[tt] = _readout(yb[tt, lane]) + Dd * ub[tt, lane]
+        if has_z:
+            zrow = z[b, d, t0:t0 + nt]
+            for tt in range(nt):
+                zz = zrow[tt]
+                orow[tt] = orow[tt] * (zz * _sigmoid(zz))
+
+
+def _store_out(yb, ub, u, Dv, z, has_z, out, b, d0, m, t0, nt):
+    """The forward's epilogue of a block (:func:`_store_rows`), in kernels only.
+
+    Real states, a full tile and whole 16-sample blocks: ``y`` goes into ``out``'s rows
+    by 16 x 16 transposes (:func:`_t16`); read column by column, LLVM gathered it
+    (AVX-512). Otherwise element by element.
+    """
+
+
+@overload(_store_out)
+def _ov_store_out(yb, ub, u, Dv, z, has_z, out, b, d0, m, t0, nt):
+    if isinstance(yb.dtype, types.Float):
+        def impl(yb, ub, u, Dv, z, has_z, out, b, d0, m, t0, nt):
+            fast = m == W and nt % 16 == 0
+            if fast:
+                dim = out.shape[1]
+                L = out.shape[2]
+                for q in range(0, nt, 16):
+                    _t16(yb, q * W, W, out, (b * dim + d0) * L + t0 + q, L)
+            _store_rows(yb, ub, u, Dv, z, has_z, out, b, d0, m, t0, nt, fast)
+        return impl
+
+    def impl(yb, ub, u, Dv, z, has_z, out, b, d0, m, t0, nt):
+        _store_rows(yb, ub, u, Dv, z, has_z, out, b, d0, m, t0, nt, False)
+    return impl
 
 
 @kernel(fma=True, writes=("out", "hlast", "ck"))
@@ -742,17 +866,7 @@ def scan_fwd(u, delta, bias, sp, disc, A, Bw, btv, gsB, Cw, ctv, gsC, Dv, z, has
             else:
                 _advance(disc, Al, hl, dtb, ub, nt, t0, Bw, btv, gsB, Bl, Cw, ctv, gsC, Cl,
                          b, d0, yb, dummy, False)
-            for lane in range(m):
-                d = d0 + lane
-                Dd = Dv[d]
-                orow = out[b, d, t0:t0 + nt]           # 1-D rows: contiguous, vectorised
-                for tt in range(nt):
-                    orow[tt] = _readout(yb[tt, lane]) + Dd * ub[tt, lane]
-                if has_z:
-                    zrow = z[b, d, t0:t0 + nt]
-                    for tt in range(nt):
-                        zz = zrow[tt]
-                        orow[tt] = orow[tt] * (zz * _sigmoid(zz))
+            _store_out(yb, ub, u, Dv, z, has_z, out, b, d0, m, t0, nt)
         if save:
             nblk = ck.shape[2] - 1
             for n in range(N):
