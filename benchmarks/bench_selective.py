@@ -358,6 +358,14 @@ def status_kb(key):
 # The peak is VmHWM, not ru_maxrss: Linux carries ru_maxrss across fork and exec, so
 # a child of a large parent would report the parent's size. Writing 5 to clear_refs
 # resets VmHWM to the current RSS, so earlier peaks (inputs made in float64) do not count.
+# Hand the heap's free memory back first: glibc keeps large freed blocks (the float64
+# temporaries of make_inputs) resident, and an output allocated into them would not
+# raise the RSS at all.
+try:
+    import ctypes
+    ctypes.CDLL("libc.so.6").malloc_trim(0)
+except (OSError, AttributeError):
+    pass
 with open("/proc/self/clear_refs", "w") as f:
     f.write("5")
 before = status_kb("VmRSS")                # live data now (inputs), not an earlier peak
