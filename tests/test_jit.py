@@ -9,7 +9,8 @@ import pytest
 import scipy.signal
 
 import iirssm
-from iirssm._cpu._jit import ReadOnlyInputs, data_address, jit, row_view, row_view3
+from iirssm._cpu._jit import (ReadOnlyInputs, data_address, jit, row_view, row_view3,
+                              transpose16)
 from iirssm._cpu.iir import MAX_UNROLLED, cascade_spec, df2t
 from iirssm._cpu.recurrence import scan_rows
 
@@ -206,3 +207,29 @@ def test_data_address_is_the_buffer_address():
     a = np.arange(10.0)
     assert _address(a) == a.ctypes.data
     assert _address(a[3:]) == a.ctypes.data + 3 * a.itemsize
+
+
+@numba.njit(error_model="numpy")
+def _blocks_t16(src, so, ss, sq, dst, do, ds, dq, n):
+    for q in range(n):
+        transpose16(src, so + q * sq, ss, dst, do + q * dq, ds)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_transpose16_blocks(rng, dtype):
+    """The 16 x 16 transposes between channel rows and the kernels' (time, lane)
+    buffers, at offsets and strides that are not multiples of 16; nothing else
+    written."""
+    src = rng.standard_normal((3, 20, 75)).astype(dtype)
+    src[1, 5, 9] = np.nan
+    dst = np.full((50, 16), -7.0, dtype)
+    # rows 2..17 of src[1], samples 3..50 (three blocks), into dst rows 1..48
+    _blocks_t16(src, (1 * 20 + 2) * 75 + 3, 75, 16, dst, 16, 16, 256, 3)
+    np.testing.assert_array_equal(dst[1:49], src[1, 2:18, 3:51].T)
+    assert np.all(dst[0] == -7) and np.all(dst[49] == -7)
+    # and back, into rows of another array
+    back = np.full_like(src, 5.0)
+    _blocks_t16(dst, 16, 16, 256, back, (2 * 20 + 4) * 75 + 10, 75, 16, 3)
+    want = np.full_like(src, 5.0)
+    want[2, 4:20, 10:58] = src[1, 2:18, 3:51]
+    np.testing.assert_array_equal(back, want)

@@ -167,32 +167,6 @@ def test_hsum16_is_the_fixed_tree(rng, dtype):
     assert not np.array_equal(got, seq, equal_nan=True)
 
 
-@numba.njit(error_model="numpy")
-def _blocks_t16(src, so, ss, sq, dst, do, ds, dq, n):
-    for q in range(n):
-        sk._t16(src, so + q * sq, ss, dst, do + q * dq, ds)
-
-
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_t16_transposes_blocks(rng, dtype):
-    """The 16 x 16 transposes between channel rows and the kernels' (time, lane)
-    buffers, at offsets and strides that are not multiples of 16; nothing else
-    written."""
-    src = rng.standard_normal((3, 20, 75)).astype(dtype)
-    src[1, 5, 9] = np.nan
-    dst = np.full((50, 16), -7.0, dtype)
-    # rows 2..17 of src[1], samples 3..50 (three blocks), into dst rows 1..48
-    _blocks_t16(src, (1 * 20 + 2) * 75 + 3, 75, 16, dst, 16, 16, 256, 3)
-    np.testing.assert_array_equal(dst[1:49], src[1, 2:18, 3:51].T)
-    assert np.all(dst[0] == -7) and np.all(dst[49] == -7)
-    # and back, into rows of another array
-    back = np.full_like(src, 5.0)
-    _blocks_t16(dst, 16, 16, 256, back, (2 * 20 + 4) * 75 + 10, 75, 16, 3)
-    want = np.full_like(src, 5.0)
-    want[2, 4:20, 10:58] = src[1, 2:18, 3:51]
-    np.testing.assert_array_equal(back, want)
-
-
 # ----------------------------------------------------------- forward against reference
 
 @pytest.mark.parametrize("B_layout", LAYOUTS)

@@ -42,7 +42,8 @@ from numba.extending import intrinsic
 from numba.np.arrayobj import make_array, populate_array
 
 __all__ = ["jit", "inline", "kernel", "prange", "prefetch", "row_view", "row_view3",
-           "data_address", "LANES", "PARALLEL_MIN_SAMPLES", "FMA_FLAGS", "ReadOnlyInputs"]
+           "data_address", "transpose16", "LANES", "PARALLEL_MIN_SAMPLES", "FMA_FLAGS",
+           "ReadOnlyInputs"]
 
 prange = numba.prange
 
@@ -247,3 +248,54 @@ def data_address(typingctx, a):
         arr = make_array(signature.args[0])(context, builder, args[0])
         return builder.ptrtoint(arr.data, context.get_value_type(nbtypes.intp))
     return nbtypes.intp(a), codegen
+
+
+@intrinsic
+def transpose16(typingctx, src, so, ss, dst, do, ds):
+    """Transpose a 16 x 16 block: ``dst[do + j·ds + i] = src[so + i·ss + j]``, i, j < 16.
+
+    ``src`` and ``dst`` are C-contiguous arrays of one real dtype, the offsets and
+    strides flat element counts; the caller guarantees the block lies inside both
+    (no bounds check). Sixteen 16-wide loads, four stages of two-source shuffles
+    (stage ``b`` swaps bit ``b`` of the row index with bit ``b`` of the column
+    index), sixteen 16-wide stores: where a loop would move one element per load
+    and store, or LLVM would read a column by gathers (AVX-512).
+    """
+    if not (isinstance(src, nbtypes.Array) and isinstance(dst, nbtypes.Array)
+            and src.layout == "C" and dst.layout == "C" and dst.mutable
+            and isinstance(src.dtype, nbtypes.Float) and src.dtype == dst.dtype
+            and all(isinstance(x, nbtypes.Integer) for x in (so, ss, do, ds))):
+        return None
+    fty = src.dtype
+
+    def codegen(context, builder, signature, args):
+        sa = make_array(signature.args[0])(context, builder, args[0])
+        da = make_array(signature.args[3])(context, builder, args[3])
+        i64 = ir.IntType(64)
+        vty = ir.VectorType(context.get_value_type(fty), 16)
+        align = fty.bitwidth // 8
+
+        def row(base, off, stride, i):
+            k = builder.add(builder.sext(off, i64) if off.type.width < 64 else off,
+                            builder.mul(builder.sext(stride, i64)
+                                        if stride.type.width < 64 else stride,
+                                        ir.Constant(i64, i)))
+            return builder.bitcast(builder.gep(base, [k]), ir.PointerType(vty))
+
+        r = [builder.load(row(sa.data, args[1], args[2], i), align=align) for i in range(16)]
+        i32 = ir.IntType(32)
+        for bit in (8, 4, 2, 1):
+            lo = [c if not c & bit else 16 + c - bit for c in range(16)]
+            hi = [c + bit if not c & bit else 16 + c for c in range(16)]
+            for i in range(16):
+                if i & bit:
+                    continue
+                k = i + bit
+                a, c = r[i], r[k]
+                r[i] = builder.shuffle_vector(a, c, ir.Constant(ir.VectorType(i32, 16), lo))
+                r[k] = builder.shuffle_vector(a, c, ir.Constant(ir.VectorType(i32, 16), hi))
+        for j in range(16):
+            builder.store(r[j], row(da.data, args[4], args[5], j), align=align)
+        return context.get_dummy_value()
+
+    return nbtypes.none(src, so, ss, dst, do, ds), codegen

@@ -60,7 +60,8 @@ from numba import types
 from numba.extending import intrinsic, overload
 from numba.np.arrayobj import make_array
 
-from ._jit import FMA_FLAGS, data_address, inline, jit, kernel, prange, prefetch
+from ._jit import (FMA_FLAGS, data_address, inline, jit, kernel, prange, prefetch,
+                   transpose16)
 
 __all__ = ["vexp", "vexpm1", "softplus", "scan_fwd", "scan_bwd", "W", "TB", "TB_BWD",
            "DISCRETIZATIONS"]
@@ -506,57 +507,6 @@ def _ov_hsum16(G, o):
     return None
 
 
-@intrinsic
-def _t16(typingctx, src, so, ss, dst, do, ds):
-    """Transpose a 16 x 16 block: ``dst[do + j·ds + i] = src[so + i·ss + j]``, i, j < 16.
-
-    ``src`` and ``dst`` are C-contiguous arrays of one real dtype, the offsets and
-    strides flat element counts; the caller guarantees the block lies inside both
-    (no bounds check). Sixteen 16-wide loads, four stages of two-source shuffles
-    (stage ``b`` swaps bit ``b`` of the row index with bit ``b`` of the column
-    index), sixteen 16-wide stores: where a loop would move one element per load
-    and store, or LLVM would read a column by gathers (AVX-512).
-    """
-    if not (isinstance(src, types.Array) and isinstance(dst, types.Array)
-            and src.layout == "C" and dst.layout == "C" and dst.mutable
-            and isinstance(src.dtype, types.Float) and src.dtype == dst.dtype
-            and all(isinstance(x, types.Integer) for x in (so, ss, do, ds))):
-        return None
-    fty = src.dtype
-
-    def codegen(context, builder, signature, args):
-        sa = make_array(signature.args[0])(context, builder, args[0])
-        da = make_array(signature.args[3])(context, builder, args[3])
-        i64 = ir.IntType(64)
-        vty = ir.VectorType(context.get_value_type(fty), 16)
-        align = fty.bitwidth // 8
-
-        def row(base, off, stride, i):
-            k = builder.add(builder.sext(off, i64) if off.type.width < 64 else off,
-                            builder.mul(builder.sext(stride, i64)
-                                        if stride.type.width < 64 else stride,
-                                        ir.Constant(i64, i)))
-            return builder.bitcast(builder.gep(base, [k]), ir.PointerType(vty))
-
-        r = [builder.load(row(sa.data, args[1], args[2], i), align=align) for i in range(16)]
-        i32 = ir.IntType(32)
-        for bit in (8, 4, 2, 1):
-            lo = [c if not c & bit else 16 + c - bit for c in range(16)]
-            hi = [c + bit if not c & bit else 16 + c for c in range(16)]
-            for i in range(16):
-                if i & bit:
-                    continue
-                k = i + bit
-                a, c = r[i], r[k]
-                r[i] = builder.shuffle_vector(a, c, ir.Constant(ir.VectorType(i32, 16), lo))
-                r[k] = builder.shuffle_vector(a, c, ir.Constant(ir.VectorType(i32, 16), hi))
-        for j in range(16):
-            builder.store(r[j], row(da.data, args[4], args[5], j), align=align)
-        return context.get_dummy_value()
-
-    return types.none(src, so, ss, dst, do, ds), codegen
-
-
 # ---------------------------------------------------------------------------- kernels
 
 
@@ -586,7 +536,8 @@ def _load_block(u, delta, bias, sp, b, d0, m, t0, nt, dtb, ub, vb):
 
     Computed along time (contiguous, one SIMD loop with the vectorised softplus),
     then stored transposed into the ``(TB, W)`` buffers: by 16 x 16 blocks
-    (:func:`_t16`) for a full tile and whole blocks, element by element otherwise.
+    (:func:`~iirssm._cpu._jit.transpose16`) for a full tile and whole blocks, element
+    by element otherwise.
     """
     dim = u.shape[1]
     L = u.shape[2]
@@ -621,9 +572,9 @@ def _load_block(u, delta, bias, sp, b, d0, m, t0, nt, dtb, ub, vb):
                 ub[tt, lane] = 0
     if fast:
         for q in range(0, nt, 16):
-            _t16(tv, q, nt, vb, q * W, W)
-            _t16(td, q, nt, dtb, q * W, W)
-            _t16(u, (b * dim + d0) * L + t0 + q, L, ub, q * W, W)
+            transpose16(tv, q, nt, vb, q * W, W)
+            transpose16(td, q, nt, dtb, q * W, W)
+            transpose16(u, (b * dim + d0) * L + t0 + q, L, ub, q * W, W)
 
 
 @jit(fma=True)
@@ -726,7 +677,7 @@ def _gather(src, b, d0, m, t0, nt, buf):
         dim = src.shape[1]
         L = src.shape[2]
         for q in range(0, nt, 16):
-            _t16(src, (b * dim + d0) * L + t0 + q, L, buf, q * W, W)
+            transpose16(src, (b * dim + d0) * L + t0 + q, L, buf, q * W, W)
         return
     for lane in range(W):
         if lane < m:
@@ -745,7 +696,7 @@ def _scatter(buf, dst, b, d0, m, t0, nt):
         dim = dst.shape[1]
         L = dst.shape[2]
         for q in range(0, nt, 16):
-            _t16(buf, q * W, W, dst, (b * dim + d0) * L + t0 + q, L)
+            transpose16(buf, q * W, W, dst, (b * dim + d0) * L + t0 + q, L)
         return
     for lane in range(m):
         row = dst[b, d0 + lane, t0:t0 + nt]
@@ -796,7 +747,8 @@ def _store_out(yb, ub, u, Dv, z, has_z, out, b, d0, m, t0, nt):
     """The forward's epilogue of a block (:func:`_store_rows`), in kernels only.
 
     Real states, a full tile and whole 16-sample blocks: ``y`` goes into ``out``'s rows
-    by 16 x 16 transposes (:func:`_t16`); read column by column, LLVM gathered it
+    by 16 x 16 transposes (:func:`~iirssm._cpu._jit.transpose16`); read column by
+    column, LLVM gathered it
     (AVX-512). Otherwise element by element.
     """
 
@@ -810,7 +762,7 @@ def _ov_store_out(yb, ub, u, Dv, z, has_z, out, b, d0, m, t0, nt):
                 dim = out.shape[1]
                 L = out.shape[2]
                 for q in range(0, nt, 16):
-                    _t16(yb, q * W, W, out, (b * dim + d0) * L + t0 + q, L)
+                    transpose16(yb, q * W, W, out, (b * dim + d0) * L + t0 + q, L)
             _store_rows(yb, ub, u, Dv, z, has_z, out, b, d0, m, t0, nt, fast)
         return impl
 
