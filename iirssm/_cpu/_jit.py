@@ -42,7 +42,7 @@ from numba.extending import intrinsic
 from numba.np.arrayobj import make_array, populate_array
 
 __all__ = ["jit", "inline", "kernel", "prange", "prefetch", "row_view", "row_view3",
-           "data_address", "transpose16", "LANES", "PARALLEL_MIN_SAMPLES", "FMA_FLAGS",
+           "data_address", "transpose16", "transpose_blocks", "LANES", "PARALLEL_MIN_SAMPLES", "FMA_FLAGS",
            "ReadOnlyInputs"]
 
 prange = numba.prange
@@ -299,3 +299,12 @@ def transpose16(typingctx, src, so, ss, dst, do, ds):
         return context.get_dummy_value()
 
     return nbtypes.none(src, so, ss, dst, do, ds), codegen
+
+
+@jit
+def transpose_blocks(src, so, ss, dst, do, ds, ni, nj):
+    """``dst[do + j·ds + i] = src[so + i·ss + j]`` for ``i < ni``, ``j < nj``, both
+    multiples of 16, by :func:`transpose16` (its conditions apply)."""
+    for i0 in range(0, ni, 16):
+        for j0 in range(0, nj, 16):
+            transpose16(src, so + i0 * ss + j0, ss, dst, do + j0 * ds + i0, ds)

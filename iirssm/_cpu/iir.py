@@ -92,7 +92,8 @@ import numpy as np
 from numba.core import types
 from numba.extending import overload
 
-from ._jit import data_address, inline, jit, kernel, prange, prefetch, row_view, transpose16
+from ._jit import (data_address, inline, jit, kernel, prange, prefetch, row_view,
+                   transpose_blocks)
 
 __all__ = ["df2t", "cascade_lanes", "cascade_spec", "MAX_LANES", "T_BLOCK"]
 
@@ -289,7 +290,7 @@ def _job(job, bc, ac, x, z, out, nl, spec):
 def _rows_in(x, xb, io, p0, n, t0, nt):
     """``io[j, k] = xb[k, j]``: a block of rows (``xb``, a view of ``x``) into the
     (sample, lane) buffer; in kernels only. Whole 16 x 16 blocks of the same real
-    dtype go by :func:`~iirssm._cpu._jit.transpose16` (``x`` C-contiguous, of shape
+    dtype go by :func:`~iirssm._cpu._jit.transpose_blocks` (``x`` C-contiguous, of shape
     ``(P, L, 1)``); as a loop, one element per load and store, the copies in and out
     took about two thirds of a butter(4) ``lfilter`` along the last axis
     (``docs/performance.md``)."""
@@ -325,10 +326,7 @@ def _ov_rows_in(x, xb, io, p0, n, t0, nt):
     def impl(x, xb, io, p0, n, t0, nt):
         if n % 16 == 0 and nt % 16 == 0:
             L = x.shape[1]
-            for k0 in range(0, n, 16):
-                for j0 in range(0, nt, 16):
-                    transpose16(x, (p0 + k0) * L + t0 + j0, L, io, j0 * LANE_STRIDE + k0,
-                                LANE_STRIDE)
+            transpose_blocks(x, p0 * L + t0, L, io, 0, LANE_STRIDE, n, nt)
         else:
             _rows_in_loop(xb, io, n, nt)
     return impl
@@ -342,10 +340,7 @@ def _ov_rows_out(io, ob, out, p0, n, t0, nt):
     def impl(io, ob, out, p0, n, t0, nt):
         if n % 16 == 0 and nt % 16 == 0:
             L = out.shape[1]
-            for k0 in range(0, n, 16):
-                for j0 in range(0, nt, 16):
-                    transpose16(io, j0 * LANE_STRIDE + k0, LANE_STRIDE, out,
-                                (p0 + k0) * L + t0 + j0, L)
+            transpose_blocks(io, 0, LANE_STRIDE, out, p0 * L + t0, L, nt, n)
         else:
             _rows_out_loop(io, ob, n, nt)
     return impl

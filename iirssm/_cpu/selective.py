@@ -61,7 +61,7 @@ from numba.extending import intrinsic, overload
 from numba.np.arrayobj import make_array
 
 from ._jit import (FMA_FLAGS, data_address, inline, jit, kernel, prange, prefetch,
-                   transpose16)
+                   transpose_blocks)
 
 __all__ = ["vexp", "vexpm1", "softplus", "scan_fwd", "scan_bwd", "W", "TB", "TB_BWD",
            "DISCRETIZATIONS"]
@@ -536,7 +536,7 @@ def _load_block(u, delta, bias, sp, b, d0, m, t0, nt, dtb, ub, vb):
 
     Computed along time (contiguous, one SIMD loop with the vectorised softplus),
     then stored transposed into the ``(TB, W)`` buffers: by 16 x 16 blocks
-    (:func:`~iirssm._cpu._jit.transpose16`) for a full tile and whole blocks, element
+    (:func:`~iirssm._cpu._jit.transpose_blocks`) for a full tile and whole blocks, element
     by element otherwise.
     """
     dim = u.shape[1]
@@ -571,10 +571,9 @@ def _load_block(u, delta, bias, sp, b, d0, m, t0, nt, dtb, ub, vb):
                 dtb[tt, lane] = 0
                 ub[tt, lane] = 0
     if fast:
-        for q in range(0, nt, 16):
-            transpose16(tv, q, nt, vb, q * W, W)
-            transpose16(td, q, nt, dtb, q * W, W)
-            transpose16(u, (b * dim + d0) * L + t0 + q, L, ub, q * W, W)
+        transpose_blocks(tv, 0, nt, vb, 0, W, W, nt)
+        transpose_blocks(td, 0, nt, dtb, 0, W, W, nt)
+        transpose_blocks(u, (b * dim + d0) * L + t0, L, ub, 0, W, W, nt)
 
 
 @jit(fma=True)
@@ -676,8 +675,7 @@ def _gather(src, b, d0, m, t0, nt, buf):
     if m == W and nt % 16 == 0:
         dim = src.shape[1]
         L = src.shape[2]
-        for q in range(0, nt, 16):
-            transpose16(src, (b * dim + d0) * L + t0 + q, L, buf, q * W, W)
+        transpose_blocks(src, (b * dim + d0) * L + t0, L, buf, 0, W, W, nt)
         return
     for lane in range(W):
         if lane < m:
@@ -695,8 +693,7 @@ def _scatter(buf, dst, b, d0, m, t0, nt):
     if m == W and nt % 16 == 0:
         dim = dst.shape[1]
         L = dst.shape[2]
-        for q in range(0, nt, 16):
-            transpose16(buf, q * W, W, dst, (b * dim + d0) * L + t0 + q, L)
+        transpose_blocks(buf, 0, W, dst, (b * dim + d0) * L + t0, L, nt, W)
         return
     for lane in range(m):
         row = dst[b, d0 + lane, t0:t0 + nt]
@@ -747,7 +744,7 @@ def _store_out(yb, ub, u, Dv, z, has_z, out, b, d0, m, t0, nt):
     """The forward's epilogue of a block (:func:`_store_rows`), in kernels only.
 
     Real states, a full tile and whole 16-sample blocks: ``y`` goes into ``out``'s rows
-    by 16 x 16 transposes (:func:`~iirssm._cpu._jit.transpose16`); read column by
+    by 16 x 16 transposes (:func:`~iirssm._cpu._jit.transpose_blocks`); read column by
     column, LLVM gathered it
     (AVX-512). Otherwise element by element.
     """
@@ -761,8 +758,7 @@ def _ov_store_out(yb, ub, u, Dv, z, has_z, out, b, d0, m, t0, nt):
             if fast:
                 dim = out.shape[1]
                 L = out.shape[2]
-                for q in range(0, nt, 16):
-                    transpose16(yb, q * W, W, out, (b * dim + d0) * L + t0 + q, L)
+                transpose_blocks(yb, 0, W, out, (b * dim + d0) * L + t0, L, nt, W)
             _store_rows(yb, ub, u, Dv, z, has_z, out, b, d0, m, t0, nt, fast)
         return impl
 
