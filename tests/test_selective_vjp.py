@@ -51,8 +51,8 @@ def test_equals_scan_and_grad(rng, L, dtype, cplx):
 @pytest.mark.parametrize("dtype,cplx", [(np.float64, False), (np.float32, True),
                                         (np.float64, True)])
 def test_layouts_options_discretizations(rng, disc, B_layout, C_layout, extras, dtype, cplx):
-    # complex states: the backward's first pass keeps its checkpoints by another
-    # route than the forward for real states only (_states); these must still agree
+    # complex states: the backward's first pass keeps its checkpoints without the
+    # read-out for real states only (_advance's readout); these must still agree
     kw = make_problem(rng, L=70, B_layout=B_layout, C_layout=C_layout, extras=extras,
                       softplus=extras, dim=36, G=2, dtype=dtype, cplx=cplx)
     args, opt = _split(kw)

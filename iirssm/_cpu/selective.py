@@ -577,45 +577,14 @@ def _load_block(u, delta, bias, sp, b, d0, m, t0, nt, dtb, ub, vb):
 
 
 @jit(fma=True)
-def _states(disc, Al, hl, dtb, ub, nt, t0, Bw, btv, gsB, Bl, b, d0):
-    """:func:`_advance`'s update of real states, bitwise, without its read-out.
-
-    For the backward's first pass, which keeps only the checkpoints. Real states
-    only: without the read-out, LLVM contracts the complex update into other FMAs,
-    and the checkpoints would differ in the last bits from the forward's.
-    """
-    N = Al.shape[0]
-    bB = b if Bw.shape[0] > 1 else 0
-    gB = d0 // gsB if btv else 0
-    gu = np.empty(W, dtype=Al.dtype)
-    em = np.empty(W, dtype=Al.dtype)
-    gg = np.empty(W, dtype=Al.dtype)
-    for tt in range(nt):
-        tB = t0 + tt if btv else 0
-        for lane in range(W):
-            gu[lane] = dtb[tt, lane] * ub[tt, lane]
-        for n in range(N):
-            bv = Bw[bB, gB, tB, n]
-            if disc == 0:
-                for lane in range(W):
-                    e = vexpm1(dtb[tt, lane] * Al[n, lane])
-                    h = hl[n, lane]
-                    hl[n, lane] = (h + e * h) + gu[lane] * (bv if btv else Bl[n, lane])
-            else:
-                _em_g_lanes(disc, dtb, tt, Al, n, em, gg)
-                for lane in range(W):
-                    e = em[lane]
-                    h = hl[n, lane]
-                    hl[n, lane] = ((h + e * h)
-                                   + (gg[lane] * ub[tt, lane]) * (bv if btv else Bl[n, lane]))
-
-
-@jit(fma=True)
 def _advance(disc, Al, hl, dtb, ub, nt, t0, Bw, btv, gsB, Bl, Cw, ctv, gsC, Cl, b, d0,
-             yb, he, store):
+             yb, he, store, readout):
     """Advance a tile's ``N x W`` states over ``nt`` samples from ``t0``.
 
-    Writes ``Σ_n C·h`` of every sample to ``yb``. ``store``: keep the post-step
+    ``readout``: write ``Σ_n C·h`` of every sample to ``yb`` (the backward's first
+    pass, which keeps only checkpoints, passes False for real states; for complex
+    ones LLVM would then contract the update into other FMAs, and the checkpoints
+    would differ in the last bits from the forward's). ``store``: keep the post-step
     ``(a - 1, h[t])`` of every state in the flat ``he``, at
     ``(((tt + 1)·N + n)·2 + q)·W + lane`` (backward pass, :func:`_reverse_block`;
     slot ``tt = -1`` holds the state entering the block).
@@ -650,7 +619,8 @@ def _advance(disc, Al, hl, dtb, ub, nt, t0, Bw, btv, gsB, Bl, Cw, ctv, gsC, Cl, 
                     h = hl[n, lane]
                     h = (h + e * h) + gu[lane] * (bv if btv else Bl[n, lane])
                     hl[n, lane] = h
-                    ys[lane] += (cv if ctv else Cl[n, lane]) * h
+                    if readout:
+                        ys[lane] += (cv if ctv else Cl[n, lane]) * h
                     if store:
                         he[ho + lane] = e
                         he[ho + W + lane] = h
@@ -661,12 +631,14 @@ def _advance(disc, Al, hl, dtb, ub, nt, t0, Bw, btv, gsB, Bl, Cw, ctv, gsC, Cl, 
                     h = hl[n, lane]
                     h = (h + e * h) + (gg[lane] * ub[tt, lane]) * (bv if btv else Bl[n, lane])
                     hl[n, lane] = h
-                    ys[lane] += (cv if ctv else Cl[n, lane]) * h
+                    if readout:
+                        ys[lane] += (cv if ctv else Cl[n, lane]) * h
                     if store:
                         he[ho + lane] = e
                         he[ho + W + lane] = h
-        for lane in range(W):
-            yb[tt, lane] = ys[lane]
+        if readout:
+            for lane in range(W):
+                yb[tt, lane] = ys[lane]
 
 
 @jit(fma=True)
@@ -810,10 +782,11 @@ def scan_fwd(u, delta, bias, sp, disc, A, Bw, btv, gsB, Cw, ctv, gsC, Dv, z, has
                         for lane in range(W):
                             ck[b, tile, kb, n, lane] = hl[n, lane]
                     _advance(disc, Al, hl, dtb[s0:], ub[s0:], min(TB_BWD, nt - s0), t0 + s0,
-                             Bw, btv, gsB, Bl, Cw, ctv, gsC, Cl, b, d0, yb[s0:], dummy, False)
+                             Bw, btv, gsB, Bl, Cw, ctv, gsC, Cl, b, d0, yb[s0:], dummy, False,
+                             True)
             else:
                 _advance(disc, Al, hl, dtb, ub, nt, t0, Bw, btv, gsB, Bl, Cw, ctv, gsC, Cl,
-                         b, d0, yb, dummy, False)
+                         b, d0, yb, dummy, False, True)
             _store_out(yb, ub, u, Dv, z, has_z, out, b, d0, m, t0, nt)
         if save:
             nblk = ck.shape[2] - 1
@@ -1071,10 +1044,11 @@ def scan_bwd(u, delta, bias, sp, disc, A, Bw, btv, gsB, Cw, ctv, gsC, Dv, z, has
                         ck[kb, n, lane] = hl[n, lane]
                 _load_block(u, delta, bias, sp, b, d0, m, t0, nt, dtb, ub, vb)
                 if yscale == 1:                # real states: no read-out needed
-                    _states(disc, Al, hl, dtb, ub, nt, t0, Bw, btv, gsB, Bl, b, d0)
+                    _advance(disc, Al, hl, dtb, ub, nt, t0, Bw, btv, gsB, Bl, Cw, ctv, gsC,
+                             Cl, b, d0, yb, he, False, False)
                 else:
                     _advance(disc, Al, hl, dtb, ub, nt, t0, Bw, btv, gsB, Bl, Cw, ctv, gsC,
-                             Cl, b, d0, yb, he, False)
+                             Cl, b, d0, yb, he, False, True)
             for n in range(N):
                 for lane in range(W):
                     T[n * 3 * W + lane] = Al[n, lane]
@@ -1108,7 +1082,7 @@ def scan_bwd(u, delta, bias, sp, disc, A, Bw, btv, gsB, Cw, ctv, gsC, Dv, z, has
                         _prefetch_rows(z, b, d0, m, t0 - TB_BWD, TB_BWD)
                 _load_block(u, delta, bias, sp, b, d0, m, t0, nt, dtb, ub, vb)
                 _advance(disc, Al, hl, dtb, ub, nt, t0, Bw, btv, gsB, Bl, Cw, ctv, gsC, Cl,
-                         b, d0, yb, he, True)
+                         b, d0, yb, he, True, True)
                 if have_ck:
                     for n in range(N):
                         for lane in range(W):
