@@ -10,7 +10,7 @@ import scipy.signal
 
 import iirssm
 from iirssm._cpu._jit import (ReadOnlyInputs, data_address, jit, row_view, row_view3,
-                              transpose16)
+                              transpose16, transpose_blocks)
 from iirssm._cpu.iir import MAX_UNROLLED, cascade_spec, df2t
 from iirssm._cpu.recurrence import scan_rows
 
@@ -233,3 +233,24 @@ def test_transpose16_blocks(rng, dtype):
     want = np.full_like(src, 5.0)
     want[2, 4:20, 10:58] = src[1, 2:18, 3:51]
     np.testing.assert_array_equal(back, want)
+
+
+@numba.njit(error_model="numpy")
+def _try_blocks(src, so, ss, dst, do, ds, ni, nj):
+    return transpose_blocks(src, so, ss, dst, do, ds, ni, nj)
+
+
+def test_transpose_blocks_only_where_the_types_allow(rng):
+    """transpose_blocks does the work and says so for C-contiguous arrays of one real
+    dtype; for any other types it compiles to False and writes nothing (the kernels
+    then take their loops)."""
+    src = rng.standard_normal((32, 48))
+    dst = np.zeros((48, 40))
+    assert _try_blocks(src, 0, 48, dst, 3, 40, 32, 48)
+    np.testing.assert_array_equal(dst[:, 3:35], src.T)
+    assert np.all(dst[:, :3] == 0) and np.all(dst[:, 35:] == 0)
+    for s, d in [(src.astype(np.complex128), np.zeros((48, 40), np.complex128)),
+                 (src.astype(np.float32), np.zeros((48, 40))),          # dtypes differ
+                 (np.asfortranarray(src), np.zeros((48, 40)))]:        # not C-contiguous
+        assert not _try_blocks(s, 0, 48, d, 3, 40, 32, 48)
+        assert not d.any()

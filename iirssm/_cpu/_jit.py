@@ -38,12 +38,12 @@ import numpy as np
 from llvmlite import ir
 from numba.core import cgutils
 from numba.core import types as nbtypes
-from numba.extending import intrinsic
+from numba.extending import intrinsic, overload
 from numba.np.arrayobj import make_array, populate_array
 
 __all__ = ["jit", "inline", "kernel", "prange", "prefetch", "row_view", "row_view3",
-           "data_address", "transpose16", "transpose_blocks", "LANES", "PARALLEL_MIN_SAMPLES", "FMA_FLAGS",
-           "ReadOnlyInputs"]
+           "data_address", "transpose16", "transpose_blocks", "LANES", "PARALLEL_MIN_SAMPLES",
+           "FMA_FLAGS", "ReadOnlyInputs"]
 
 prange = numba.prange
 
@@ -301,10 +301,25 @@ def transpose16(typingctx, src, so, ss, dst, do, ds):
     return nbtypes.none(src, so, ss, dst, do, ds), codegen
 
 
-@jit
 def transpose_blocks(src, so, ss, dst, do, ds, ni, nj):
-    """``dst[do + j·ds + i] = src[so + i·ss + j]`` for ``i < ni``, ``j < nj``, both
-    multiples of 16, by :func:`transpose16` (its conditions apply)."""
-    for i0 in range(0, ni, 16):
-        for j0 in range(0, nj, 16):
-            transpose16(src, so + i0 * ss + j0, ss, dst, do + j0 * ds + i0, ds)
+    """``dst[do + j·ds + i] = src[so + i·ss + j]`` for ``i < ni``, ``j < nj`` (multiples
+    of 16) by :func:`transpose16`, if the types allow it (C-contiguous arrays of one
+    real dtype, ``dst`` writable); in kernels only. Returns whether it did: False,
+    known while compiling, for other types, which then compile to nothing here and
+    leave the caller's fallback loop.
+    """
+
+
+@overload(transpose_blocks, jit_options={"nogil": True})
+def _ov_transpose_blocks(src, so, ss, dst, do, ds, ni, nj):
+    if not (isinstance(src, nbtypes.Array) and isinstance(dst, nbtypes.Array)
+            and src.layout == "C" and dst.layout == "C" and dst.mutable
+            and isinstance(src.dtype, nbtypes.Float) and src.dtype == dst.dtype):
+        return lambda src, so, ss, dst, do, ds, ni, nj: False
+
+    def impl(src, so, ss, dst, do, ds, ni, nj):
+        for i0 in range(0, ni, 16):
+            for j0 in range(0, nj, 16):
+                transpose16(src, so + i0 * ss + j0, ss, dst, do + j0 * ds + i0, ds)
+        return True
+    return impl

@@ -219,7 +219,13 @@ def _job(job, bc, ac, x, z, out, nl, spec):
         if dq == 0:
             xb = x[p0:p0 + n, t0:t0 + nt, 0]
             ob = out[p0:p0 + n, t0:t0 + nt, 0]
-            _rows_in(x, xb, io, p0, n, t0, nt)
+            # whole 16 x 16 blocks by transposes: as a loop, one element per load and
+            # store (docs/performance.md)
+            if not (n % 16 == 0 and nt % 16 == 0
+                    and transpose_blocks(x, p0 * L + t0, L, io, 0, LANE_STRIDE, n, nt)):
+                for k in range(n):
+                    for j in range(nt):
+                        io[j, k] = xb[k, j]
         elif in_rows:
             # time-major with coefficients in rows: a plain copy (with shared ones, the
             # first section reads x and the last one writes out directly)
@@ -276,7 +282,11 @@ def _job(job, bc, ac, x, z, out, nl, spec):
                 s += G - 1
             s += 1
         if dq == 0:
-            _rows_out(io, ob, out, p0, n, t0, nt)
+            if not (n % 16 == 0 and nt % 16 == 0
+                    and transpose_blocks(io, 0, LANE_STRIDE, out, p0 * L + t0, L, nt, n)):
+                for k in range(n):
+                    for j in range(nt):
+                        ob[k, j] = io[j, k]
         elif in_rows:
             for j in range(nt):
                 for k in range(n):
@@ -285,65 +295,6 @@ def _job(job, bc, ac, x, z, out, nl, spec):
         for s in range(S):
             for i in range(K):
                 z[p0 + k * dp, q0 + k * dq, s, i] = st[s * R + i, k]
-
-
-def _rows_in(x, xb, io, p0, n, t0, nt):
-    """``io[j, k] = xb[k, j]``: a block of rows (``xb``, a view of ``x``) into the
-    (sample, lane) buffer; in kernels only. Whole 16 x 16 blocks of the same real
-    dtype go by :func:`~iirssm._cpu._jit.transpose_blocks` (``x`` C-contiguous, of shape
-    ``(P, L, 1)``); as a loop, one element per load and store, the copies in and out
-    took about two thirds of a butter(4) ``lfilter`` along the last axis
-    (``docs/performance.md``)."""
-
-
-def _rows_out(io, ob, out, p0, n, t0, nt):
-    """``ob[k, j] = io[j, k]``, the inverse of :func:`_rows_in`; in kernels only."""
-
-
-def _whole_blocks(a, io):
-    return (isinstance(a.dtype, types.Float) and a.dtype == io.dtype and a.layout == "C")
-
-
-@jit
-def _rows_in_loop(xb, io, n, nt):
-    for k in range(n):
-        for j in range(nt):
-            io[j, k] = xb[k, j]
-
-
-@jit
-def _rows_out_loop(io, ob, n, nt):
-    for k in range(n):
-        for j in range(nt):
-            ob[k, j] = io[j, k]
-
-
-@overload(_rows_in)
-def _ov_rows_in(x, xb, io, p0, n, t0, nt):
-    if not _whole_blocks(x, io):
-        return lambda x, xb, io, p0, n, t0, nt: _rows_in_loop(xb, io, n, nt)
-
-    def impl(x, xb, io, p0, n, t0, nt):
-        if n % 16 == 0 and nt % 16 == 0:
-            L = x.shape[1]
-            transpose_blocks(x, p0 * L + t0, L, io, 0, LANE_STRIDE, n, nt)
-        else:
-            _rows_in_loop(xb, io, n, nt)
-    return impl
-
-
-@overload(_rows_out)
-def _ov_rows_out(io, ob, out, p0, n, t0, nt):
-    if not (_whole_blocks(out, io) and out.mutable):
-        return lambda io, ob, out, p0, n, t0, nt: _rows_out_loop(io, ob, n, nt)
-
-    def impl(io, ob, out, p0, n, t0, nt):
-        if n % 16 == 0 and nt % 16 == 0:
-            L = out.shape[1]
-            transpose_blocks(io, 0, LANE_STRIDE, out, p0 * L + t0, L, nt, n)
-        else:
-            _rows_out_loop(io, ob, n, nt)
-    return impl
 
 
 def _section_lines(K, z, c, lf):

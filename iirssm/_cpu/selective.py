@@ -541,7 +541,8 @@ def _load_block(u, delta, bias, sp, b, d0, m, t0, nt, dtb, ub, vb):
     """
     dim = u.shape[1]
     L = u.shape[2]
-    fast = m == W and nt % 16 == 0
+    fast = m == W and nt % 16 == 0 and transpose_blocks(
+        u, (b * dim + d0) * L + t0, L, ub, 0, W, W, nt)
     tv = np.empty((W, nt), dtype=dtb.dtype)
     td = np.empty((W, nt), dtype=dtb.dtype)
     for lane in range(W):
@@ -570,10 +571,9 @@ def _load_block(u, delta, bias, sp, b, d0, m, t0, nt, dtb, ub, vb):
                 vb[tt, lane] = 0
                 dtb[tt, lane] = 0
                 ub[tt, lane] = 0
-    if fast:
+    if fast:                                     # (the same types as u and ub)
         transpose_blocks(tv, 0, nt, vb, 0, W, W, nt)
         transpose_blocks(td, 0, nt, dtb, 0, W, W, nt)
-        transpose_blocks(u, (b * dim + d0) * L + t0, L, ub, 0, W, W, nt)
 
 
 @jit(fma=True)
@@ -644,10 +644,10 @@ def _advance(disc, Al, hl, dtb, ub, nt, t0, Bw, btv, gsB, Bl, Cw, ctv, gsC, Cl, 
 @jit(fma=True)
 def _gather(src, b, d0, m, t0, nt, buf):
     """``buf[tt·W + lane] = src[b, d0 + lane, t0 + tt]`` (0 for the pad lanes)."""
-    if m == W and nt % 16 == 0:
-        dim = src.shape[1]
-        L = src.shape[2]
-        transpose_blocks(src, (b * dim + d0) * L + t0, L, buf, 0, W, W, nt)
+    dim = src.shape[1]
+    L = src.shape[2]
+    if m == W and nt % 16 == 0 and transpose_blocks(src, (b * dim + d0) * L + t0, L, buf, 0,
+                                                    W, W, nt):
         return
     for lane in range(W):
         if lane < m:
@@ -662,10 +662,10 @@ def _gather(src, b, d0, m, t0, nt, buf):
 @jit(fma=True)
 def _scatter(buf, dst, b, d0, m, t0, nt):
     """``dst[b, d0 + lane, t0 + tt] = buf[tt·W + lane]`` for the real lanes."""
-    if m == W and nt % 16 == 0:
-        dim = dst.shape[1]
-        L = dst.shape[2]
-        transpose_blocks(buf, 0, W, dst, (b * dim + d0) * L + t0, L, nt, W)
+    dim = dst.shape[1]
+    L = dst.shape[2]
+    if m == W and nt % 16 == 0 and transpose_blocks(buf, 0, W, dst, (b * dim + d0) * L + t0,
+                                                    L, nt, W):
         return
     for lane in range(m):
         row = dst[b, d0 + lane, t0:t0 + nt]
@@ -710,33 +710,6 @@ def _store_rows(yb, ub, u, Dv, z, has_z, out, b, d0, m, t0, nt, transposed):
             for tt in range(nt):
                 zz = zrow[tt]
                 orow[tt] = orow[tt] * (zz * _sigmoid(zz))
-
-
-def _store_out(yb, ub, u, Dv, z, has_z, out, b, d0, m, t0, nt):
-    """The forward's epilogue of a block (:func:`_store_rows`), in kernels only.
-
-    Real states, a full tile and whole 16-sample blocks: ``y`` goes into ``out``'s rows
-    by 16 x 16 transposes (:func:`~iirssm._cpu._jit.transpose_blocks`); read column by
-    column, LLVM gathered it
-    (AVX-512). Otherwise element by element.
-    """
-
-
-@overload(_store_out)
-def _ov_store_out(yb, ub, u, Dv, z, has_z, out, b, d0, m, t0, nt):
-    if isinstance(yb.dtype, types.Float):
-        def impl(yb, ub, u, Dv, z, has_z, out, b, d0, m, t0, nt):
-            fast = m == W and nt % 16 == 0
-            if fast:
-                dim = out.shape[1]
-                L = out.shape[2]
-                transpose_blocks(yb, 0, W, out, (b * dim + d0) * L + t0, L, nt, W)
-            _store_rows(yb, ub, u, Dv, z, has_z, out, b, d0, m, t0, nt, fast)
-        return impl
-
-    def impl(yb, ub, u, Dv, z, has_z, out, b, d0, m, t0, nt):
-        _store_rows(yb, ub, u, Dv, z, has_z, out, b, d0, m, t0, nt, False)
-    return impl
 
 
 @kernel(fma=True, writes=("out", "hlast", "ck"))
@@ -787,7 +760,12 @@ def scan_fwd(u, delta, bias, sp, disc, A, Bw, btv, gsB, Cw, ctv, gsC, Dv, z, has
             else:
                 _advance(disc, Al, hl, dtb, ub, nt, t0, Bw, btv, gsB, Bl, Cw, ctv, gsC, Cl,
                          b, d0, yb, dummy, False, True)
-            _store_out(yb, ub, u, Dv, z, has_z, out, b, d0, m, t0, nt)
+            # y into out's rows by 16 x 16 transposes where it can (real states, a full
+            # tile, whole blocks); read column by column, LLVM gathered it (AVX-512)
+            dim = out.shape[1]
+            done = m == W and nt % 16 == 0 and transpose_blocks(
+                yb, 0, W, out, (b * dim + d0) * L + t0, L, nt, W)
+            _store_rows(yb, ub, u, Dv, z, has_z, out, b, d0, m, t0, nt, done)
         if save:
             nblk = ck.shape[2] - 1
             for n in range(N):

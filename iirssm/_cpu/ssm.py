@@ -60,9 +60,6 @@ is 1 or ``Q`` (a bank of systems varying over some channel dimensions only).
 
 import numpy as np
 
-from numba.core import types
-from numba.extending import overload
-
 from ._jit import inline, jit, kernel, prange, row_view3, transpose_blocks
 
 __all__ = ["SSM_LANES", "T_BLOCK", "ssm_scan"]
@@ -239,9 +236,8 @@ def _gather(io, row, x, p0, q0, dp, dq, n, t0, nt):
     """io[s, row, k] = x[p0 + k*dp, t0 + s, q0 + k*dq]: along time for rows (dq == 0),
     across the contiguous channels for the time-major layout."""
     if dq == 0:
-        if n == SSM_LANES and nt % 16 == 0 and _blocks_ok(x, io):
-            L = x.shape[1]
-            _blocks(x, p0 * L + t0, L, io, row * SSM_LANES, 4 * SSM_LANES, n, nt)
+        if n == SSM_LANES and nt % 16 == 0 and transpose_blocks(
+                x, p0 * x.shape[1] + t0, x.shape[1], io, row * SSM_LANES, 4 * SSM_LANES, n, nt):
             return
         for k in range(n):
             for s in range(nt):
@@ -256,9 +252,8 @@ def _gather(io, row, x, p0, q0, dp, dq, n, t0, nt):
 def _scatter(y, io, row, p0, q0, dp, dq, n, t0, nt, add):
     """The inverse of :func:`_gather` (``y += ...`` when ``add``)."""
     if dq == 0:
-        if not add and n == SSM_LANES and nt % 16 == 0 and _blocks_ok(y, io):
-            L = y.shape[1]
-            _blocks(io, row * SSM_LANES, 4 * SSM_LANES, y, p0 * L + t0, L, nt, n)
+        if not add and n == SSM_LANES and nt % 16 == 0 and transpose_blocks(
+                io, row * SSM_LANES, 4 * SSM_LANES, y, p0 * y.shape[1] + t0, y.shape[1], nt, n):
             return
         for k in range(n):
             for s in range(nt):
@@ -273,29 +268,3 @@ def _scatter(y, io, row, p0, q0, dp, dq, n, t0, nt, add):
                     y[p0, t0 + s, q0 + k] += io[s, row, k]
                 else:
                     y[p0, t0 + s, q0 + k] = io[s, row, k]
-
-
-def _blocks_ok(a, io):
-    """Whether :func:`_blocks` can move blocks between ``a`` (of shape ``(P, L, 1)``)
-    and ``io``: a compile-time answer from their types; in kernels only."""
-
-
-@overload(_blocks_ok, inline="always")
-def _ov_blocks_ok(a, io):
-    ok = (isinstance(a.dtype, types.Float) and a.dtype == io.dtype and a.layout == "C"
-          and io.layout == "C")
-    return lambda a, io: ok
-
-
-def _blocks(src, so, ss, dst, do, ds, ni, nj):
-    """:func:`~iirssm._cpu._jit.transpose_blocks` where :func:`_blocks_ok` holds (and a
-    stub that is never run where it does not: the caller tests it first)."""
-
-
-@overload(_blocks)
-def _ov_blocks(src, so, ss, dst, do, ds, ni, nj):
-    if (isinstance(src.dtype, types.Float) and src.dtype == dst.dtype and src.layout == "C"
-            and dst.layout == "C" and dst.mutable):
-        return lambda src, so, ss, dst, do, ds, ni, nj: transpose_blocks(src, so, ss, dst, do,
-                                                                         ds, ni, nj)
-    return lambda src, so, ss, dst, do, ds, ni, nj: None
