@@ -183,6 +183,20 @@ def test_layouts_against_reference(rng, B_layout, C_layout, cplx):
     assert_close(last, rlast, np.complex128 if cplx else np.float64)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("cplx", [False, True])
+def test_block_transposes_against_reference(rng, dtype, cplx):
+    """A full tile and whole 16-sample blocks, which the kernels move between rows and
+    their (time, lane) buffers by 16 x 16 transposes (64 + 36 samples: one block that
+    way, one by the loops), with D and the gate, against the reference loop. (Tiles
+    hold the channels of one B/C group: groups of 17 give a full tile.)"""
+    kw = make_problem(rng, dim=34, G=2, L=100, dtype=dtype, cplx=cplx, state=True)
+    out, last = run(kw, return_last_state=True)
+    ref, rlast = _reference.selective_scan(**kw, return_last_state=True)
+    assert_close(out, ref, dtype)
+    assert_close(last, rlast, np.result_type(dtype, np.complex64) if cplx else dtype)
+
+
 @pytest.mark.parametrize("disc", DISCS)
 @pytest.mark.parametrize("cplx", [False, True])
 @pytest.mark.parametrize("softplus", [False, True])
@@ -366,6 +380,16 @@ def test_grad_layouts_fd(rng, B_layout, C_layout, cplx):
     kw = make_problem(rng, B_layout=B_layout, C_layout=C_layout, cplx=cplx, state=True,
                       L=37, dim=4, G=2)
     check_grad_fd(rng, kw)
+
+
+@pytest.mark.parametrize("cplx", [False, True])
+def test_grad_block_transposes_fd(rng, cplx):
+    """The backward with a full tile and whole 16-sample blocks (transposed in and out,
+    lane sums of time-varying B and C by vector code): 40 samples, one 32-sample
+    segment that way, the last 8 by the loops."""
+    kw = make_problem(rng, cplx=cplx, state=True, L=40, dim=17, G=1,
+                      B_layout="shared", C_layout="grouped")
+    check_grad_fd(rng, kw, n_probe=4)
 
 
 @pytest.mark.parametrize("disc", DISCS)

@@ -71,6 +71,7 @@ SHAPES_AXES = [
     ((37,), 0),
     ((3, 40), -1),          # fewer rows than a tile
     ((19, 23), 1),          # a full tile of 16 and a partial one
+    ((19, 70), -1),         # and 64 + 6 samples: whole 16 x 16 blocks, then the loop
     ((31, 5), 0),           # time-major
     ((2, 21, 3), 1),        # time in the middle
     ((23, 2, 19), 0),       # time-major with more than a tile of channels (two full

@@ -3,7 +3,10 @@
 * ``cache=True``: compiled kernels are stored next to the source and reloaded by
   later processes (a cached kernel loads in milliseconds; compiling one takes
   from about a second to 20-36 s for one section order of the IIR cascade,
-  ``docs/conventions.md``).
+  ``docs/conventions.md``). Numba checks only the cached function's own source
+  file: after editing a helper of another module that kernels compile in (the
+  intrinsics and ``transpose_blocks`` here), delete ``iirssm/_cpu/__pycache__``,
+  or the kernels of the other modules keep the old machine code.
 * ``nogil=True``: kernels release the GIL, so Python threads (dask's threaded
   scheduler, for instance) can run them concurrently.
 * ``error_model="numpy"``: division by zero gives inf/NaN as in NumPy, with no
