@@ -427,10 +427,10 @@ def selective_scan_grad(dout, u, delta, A, B, C, D=None, z=None, delta_bias=None
     returns ``∂L/∂`` of every argument. The arguments are those of
     :func:`selective_scan`, with the same meaning and shapes.
 
-    The states are not stored: a forward pass keeps them every 32 samples, then
-    each 32-sample segment is recomputed from its checkpoint and walked backwards
+    The states are not stored: a forward pass keeps them every 64 samples, then
+    each 64-sample segment is recomputed from its checkpoint and walked backwards
     with the adjoint recurrence ``λ[t-1] = conj(Ā[t])·λ[t] + conj(C[t-1])·dy[t-1]``.
-    Memory beyond the outputs is ``L/32 × N × 16`` values per thread, and the
+    Memory beyond the outputs is ``L/64 × N × 16`` values per thread, and the
     summed gradients of time-varying B/C take ``16 × (batch, G, L, N)``.
 
     Parameters
@@ -567,8 +567,8 @@ def selective_scan_vjp(u, delta, A, B, C, D=None, z=None, delta_bias=None,
     dlast_state=None)`` returns the same :class:`SelectiveScanGrad` as
     :func:`selective_scan_grad` would for them (``jax.vjp``'s pattern, and what
     mamba-ssm's autograd function does). The forward keeps the state entering
-    every 32-sample segment, ``N/32`` values per input value (``N × ceil(L/32) ×
-    16`` per tile of 16 channels; for N = 16 half the size of ``u``), so the
+    every 64-sample segment, ``N/64`` values per input value (``N × ceil(L/64) ×
+    16`` per tile of 16 channels; for N = 16 a quarter of the size of ``u``), so the
     pullback skips the forward pass that :func:`selective_scan_grad` starts with.
 
     Parameters
@@ -590,7 +590,7 @@ def selective_scan_vjp(u, delta, A, B, C, D=None, z=None, delta_bias=None,
     to the work copies the forward made), not copies of its own. Do not modify
     them in place in between. If such a change alters the states the pullback
     recomputes, it raises ``ValueError`` rather than return wrong gradients:
-    every recomputed 32-sample segment is compared with the forward's next kept
+    every recomputed 64-sample segment is compared with the forward's next kept
     state (this detects a change of ``u``, ``delta``, ``A`` or ``delta_bias``;
     a change of ``C``, ``D`` or ``z`` alone is not seen). For CuPy and dask
     arrays the pullback calls that backend's :func:`selective_scan_grad`.

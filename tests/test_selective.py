@@ -385,9 +385,9 @@ def test_grad_layouts_fd(rng, B_layout, C_layout, cplx):
 @pytest.mark.parametrize("cplx", [False, True])
 def test_grad_block_transposes_fd(rng, cplx):
     """The backward with a full tile and whole 16-sample blocks (transposed in and out,
-    lane sums of time-varying B and C by vector code): 40 samples, one 32-sample
+    lane sums of time-varying B and C by vector code): 72 samples, one 64-sample
     segment that way, the last 8 by the loops."""
-    kw = make_problem(rng, cplx=cplx, state=True, L=40, dim=17, G=1,
+    kw = make_problem(rng, cplx=cplx, state=True, L=72, dim=17, G=1,
                       B_layout="shared", C_layout="grouped")
     check_grad_fd(rng, kw, n_probe=4)
 
@@ -663,3 +663,165 @@ def test_ssd_scan_against_reference(rng, groups, Dshape, states):
         ssd_scan(x, dt[:, :-1], A, B, C)
     with pytest.raises(ValueError, match="does not divide heads"):
         ssd_scan(x, dt, A, B[:, :, :1].repeat(3, 2), C[:, :, :1].repeat(3, 2))
+
+
+# ------------------------------------------------- the state loops as explicit vector code
+
+@numba.njit(error_model="numpy")
+def _map_expm1_nonpos(x, out):
+    for i in range(x.size):
+        out[i] = sk.vexpm1_nonpos(x[i])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_vexpm1_nonpos_is_vexpm1_bitwise(rng, dtype):
+    """For x <= 0 (and NaN) the cheaper expm1 gives vexpm1's bits: across the range
+    reduction's k, the clamp, the underflow to -1 and signed zeros. Tiny x (x/2
+    subnormal) are the exception, where vexpm1's halving (s·q with s = 1/2) drops low
+    bits: vexpm1_nonpos returns x itself there, the correctly rounded value."""
+    fi = np.finfo(dtype)
+    x = np.concatenate([
+        -np.geomspace(float(fi.smallest_subnormal), 1e4, 20001),
+        -rng.uniform(0, 120, 20000), np.linspace(-0.4, 0.0, 4001),
+        [0.0, -0.0, -30.0, -29.999998, -30.000002, -60.0, -87.3, -88.5, -103.9, -745.0,
+         -1e30, -float(fi.max), -np.inf, np.nan]]).astype(dtype)
+    a = np.empty_like(x)
+    b = np.empty_like(x)
+    _map_expm1(x, a)
+    _map_expm1_nonpos(x, b)
+    ity = np.int32 if dtype == np.float32 else np.int64
+    sub = (x != 0) & (np.abs(x) < 2 * fi.tiny)      # where x/2 is subnormal
+    same = (a.view(ity) == b.view(ity)) | (np.isnan(a) & np.isnan(b))
+    assert same[~sub].all(), x[~sub & ~same][:5]
+    assert sub.sum() > 100 and np.array_equal(b[sub], x[sub])
+    assert np.all(np.abs(a[sub] - x[sub]) <= np.abs(x[sub]))   # vexpm1: close, not exact
+
+
+def test_nonpos_decides_per_block(rng):
+    A = -rng.uniform(0, 2, (5, sk.W))
+    dt = rng.uniform(0, 1, (sk.TB, sk.W))
+    assert sk._nonpos(A, dt, 10, False) and sk._nonpos(A, dt, 10, True)
+    A[3, 7] = 0.0
+    assert sk._nonpos(A, dt, 10, False)                  # zero is fine
+    dt[9, 2] = -1e-3                                     # inside the block: no (unless softplus)
+    assert not sk._nonpos(A, dt, 10, False) and sk._nonpos(A, dt, 10, True)
+    assert sk._nonpos(A, dt, 9, False)                   # outside the block's nt samples
+    dt[9, 2] = np.nan
+    assert not sk._nonpos(A, dt, 10, False)
+    A[1, 0] = 1e-30
+    assert not sk._nonpos(A, dt, 5, True)
+    assert not sk._nonpos(A.astype(np.complex128) - 1.0, dt, 5, True)   # complex: never
+
+
+@numba.njit(error_model="numpy")
+def _advance_both(disc, nonpos, Al, hl, dtb, ub, nt, t0, Bw, btv, gs, Bl, Cw, ctv, Cl, b, d0,
+                  yb, he, which):
+    # the kernels' three literal (store, readout) combinations
+    if which == 0:
+        sk._advance(disc, nonpos, Al, hl, dtb, ub, nt, t0, Bw, btv, gs, Bl, Cw, ctv, gs, Cl,
+                    b, d0, yb, he, False, True)
+    elif which == 1:
+        sk._advance(disc, nonpos, Al, hl, dtb, ub, nt, t0, Bw, btv, gs, Bl, Cw, ctv, gs, Cl,
+                    b, d0, yb, he, False, False)
+    else:
+        sk._advance(disc, nonpos, Al, hl, dtb, ub, nt, t0, Bw, btv, gs, Bl, Cw, ctv, gs, Cl,
+                    b, d0, yb, he, True, True)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("btv,ctv", [(True, True), (False, True), (True, False), (False, False)])
+def test_vector_state_loop_is_the_loop_bitwise(rng, dtype, btv, ctv):
+    """_advance's vector code (mamba rule, dt·A <= 0) against its loops in Python: states,
+    read-out and the stored (a - 1, h) pairs bit for bit, for the forward's, the first
+    backward pass's and the second's combinations of store/read-out, and every mix of
+    time-varying and time-invariant B and C, with dt·A down to where expm1 is -1."""
+    W, N, nt, t0 = sk.W, 5, 23, 3
+    Al = -rng.exponential(2.0, (N, W)).astype(dtype)
+    Al[0, :3] = 0.0
+    dtb = rng.exponential(1.0, (sk.TB, W)).astype(dtype)
+    dtb[4, :5] = 0.0
+    dtb[5, :5] = 80.0                                     # dt·A far below -30
+    ub = rng.standard_normal((sk.TB, W)).astype(dtype)
+    h0 = rng.standard_normal((N, W)).astype(dtype)
+    Bl = rng.standard_normal((N, W)).astype(dtype)
+    Cl = rng.standard_normal((N, W)).astype(dtype)
+    Bw = rng.standard_normal((2, 3, t0 + nt + 4, N)).astype(dtype)
+    Cw = rng.standard_normal((2, 3, t0 + nt + 4, N)).astype(dtype)
+    Bw.flags.writeable = False                            # as the kernels get them
+    Cw.flags.writeable = False
+    for which in range(3):
+        outs = []
+        for nonpos in (True, False):
+            hl = h0.copy()
+            yb = np.zeros((sk.TB, W), dtype)
+            he = np.zeros((nt + 1) * N * 2 * W if which == 2 else 1, dtype)
+            _advance_both(np.int64(0), nonpos, Al, hl, dtb, ub, np.int64(nt), np.int64(t0),
+                          Bw, btv, np.int64(W), Bl, Cw, ctv, Cl, np.int64(1), np.int64(W), yb,
+                          he, np.int64(which))
+            outs.append((hl, yb, he))
+        for got, want in zip(*outs):
+            assert np.array_equal(got, want), which
+        assert np.all(np.isfinite(outs[0][0]))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("btv,ctv", [(True, True), (False, True), (True, False), (False, False)])
+def test_vector_reverse_step_is_the_loop_bitwise(rng, dtype, btv, ctv):
+    """_reverse_block's vector step (mamba rule, real states) against its loop in Python,
+    bit for bit: the adjoints and A gradients, the dt/u gradients, and the B/C
+    gradients where each is used (per lane for time-varying B/C, summed over the
+    block; per state otherwise)."""
+    W, N, nt, t0, tb = sk.W, 5, 21, 7, sk.TB_BWD
+    Bw = rng.standard_normal((2, 3, t0 + nt + 2, N)).astype(dtype)
+    Cw = rng.standard_normal((2, 3, t0 + nt + 2, N)).astype(dtype)
+    Bw.flags.writeable = False
+    Cw.flags.writeable = False
+    dtb = rng.exponential(0.5, (tb, W)).astype(dtype)
+    ub = rng.standard_normal((tb, W)).astype(dtype)
+    dob = rng.standard_normal(tb * W).astype(dtype)
+    he = np.empty((tb + 1) * N * 2 * W, dtype)
+    pairs = he.reshape(tb + 1, N, 2, W)
+    pairs[:, :, 0] = -rng.uniform(0, 1, (tb + 1, N, W))      # a - 1
+    pairs[:, :, 1] = rng.standard_normal((tb + 1, N, W))     # h
+    T = rng.standard_normal(N * 3 * W).astype(dtype)
+    T.reshape(N, 3, W)[:, 0] = -np.abs(T.reshape(N, 3, W)[:, 0])
+    S0 = rng.standard_normal(N * sk._NS * W).astype(dtype)
+    outs = []
+    for vec in (True, False):
+        S = S0.copy()
+        V = np.zeros(sk._NV * W, dtype)
+        GB = np.zeros(tb * N * W, dtype)
+        GC = np.zeros(tb * N * W, dtype)
+        dBs = np.zeros((2, 2, 3, t0 + nt + 2, N), dtype)
+        dCs = np.zeros((2, 2, 3, t0 + nt + 2, N), dtype)
+        gdb = np.zeros(tb * W, dtype)
+        gub = np.zeros(tb * W, dtype)
+        sk._reverse_block(np.int64(0), vec, np.int64(nt), np.int64(t0), np.int64(1),
+                          np.int64(1), Bw, btv, np.int64(2), Cw, ctv, np.int64(1),
+                          dtype(1), dtb, ub, dob, he, T, S, V, GB, GC, dBs, dCs, gdb, gub)
+        outs.append(dict(S=S.reshape(N, sk._NS, W), gdb=gdb, gub=gub, dBs=dBs, dCs=dCs))
+    a, b = outs
+    assert np.array_equal(a["gdb"], b["gdb"]) and np.array_equal(a["gub"], b["gub"])
+    rows = (sk._S_LAM, sk._S_GA) + (() if btv else (sk._S_GB,)) + (() if ctv else (sk._S_GC,))
+    for row in rows:
+        assert np.array_equal(a["S"][:, row], b["S"][:, row]), row
+    assert np.array_equal(a["dBs"], b["dBs"]) and np.array_equal(a["dCs"], b["dCs"])
+    if btv:
+        assert np.any(a["dBs"] != 0)
+
+
+@pytest.mark.parametrize("softplus", [False, True])
+def test_general_and_vector_paths_against_reference(rng, softplus):
+    """Blocks where dt·A may be positive (a positive A in a tile, or dt < 0 without
+    softplus) take the loops in Python, the others the vector code: both in one call,
+    against the reference loop, and the gradients against finite differences."""
+    kw = make_problem(rng, dim=40, N=3, L=150, G=2, softplus=softplus, state=True)
+    kw["A"] = kw["A"].copy()
+    kw["A"][21, 1] = 0.05                                   # the second tile of group 1
+    kw["delta"] = kw["delta"].copy()
+    kw["delta"][:, 5, 70:75] = -0.5 if not softplus else kw["delta"][:, 5, 70:75]
+    out, last = run(kw, return_last_state=True)
+    ref, rlast = _reference.selective_scan(**kw, return_last_state=True)
+    assert_close(out, ref, np.float64)
+    assert_close(last, rlast, np.float64)
+    check_grad_fd(rng, kw, n_probe=3)

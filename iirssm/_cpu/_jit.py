@@ -5,8 +5,9 @@
   from about a second to 20-36 s for one section order of the IIR cascade,
   ``docs/conventions.md``). Numba checks only the cached function's own source
   file: after editing a helper of another module that kernels compile in (the
-  intrinsics and ``transpose_blocks`` here), delete ``iirssm/_cpu/__pycache__``,
-  or the kernels of the other modules keep the old machine code.
+  intrinsics and ``transpose_blocks`` here, ``selective_vec``'s vector code),
+  delete ``iirssm/_cpu/__pycache__``, or the kernels of the other modules keep
+  the old machine code.
 * ``nogil=True``: kernels release the GIL, so Python threads (dask's threaded
   scheduler, for instance) can run them concurrently.
 * ``error_model="numpy"``: division by zero gives inf/NaN as in NumPy, with no

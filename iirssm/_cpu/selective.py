@@ -22,6 +22,14 @@ group) and walks time in blocks of ``TB`` samples:
    are one broadcast scalar each;
 3. epilogue: ``D·u``, the SiLU gate and the store, vectorised over time.
 
+For the default rule with real states, whenever every ``dt·A`` of a block is <= 0
+(``A <= 0`` and ``dt >= 0``, :func:`_nonpos`: the usual case, Mamba's ``A =
+-exp(A_log)`` after a softplus), the state loop of step 2 and the backward's
+reverse step over the states run as explicit vector code
+(:mod:`~iirssm._cpu.selective_vec`), which computes what the Python loops compute,
+bit for bit (tested), in about half the instructions. The other rules, complex
+states and blocks where ``dt·A`` may be positive run the loops below.
+
 Advancing 16 independent recurrences per instruction removes the latency bound
 of one multiply-add chain without reassociation, so the kernels keep IEEE
 semantics (no ``fastmath``): a NaN propagates, and results do not depend on how
@@ -62,17 +70,25 @@ from numba.np.arrayobj import make_array
 
 from ._jit import (FMA_FLAGS, data_address, inline, jit, kernel, prange, prefetch,
                    transpose_blocks)
+from .selective_vec import (LN2_32, LN2_64, LO32, LO64, LOG2E, P32, P64, S_ROWS, SHIFT32,
+                            SHIFT64, V_ROWS, mamba_reverse_rows, mamba_rows)
+from .selective_vec import W as _VEC_W
 
-__all__ = ["vexp", "vexpm1", "softplus", "scan_fwd", "scan_bwd", "W", "TB", "TB_BWD",
-           "DISCRETIZATIONS"]
+__all__ = ["vexp", "vexpm1", "vexpm1_nonpos", "softplus", "scan_fwd", "scan_bwd", "W", "TB",
+           "TB_BWD", "DISCRETIZATIONS"]
 
 #: channels advanced together (one AVX-512 float32 vector; two float64 ones).
 W = 16
+assert W == _VEC_W  # noqa: S101 (a module constant, not user input)
 #: samples per block in the forward kernel (prologue/epilogue buffers of TB x W).
 TB = 64
 #: checkpoint interval of the backward kernel: a segment's states (TB_BWD+1, N, W)
 #: and decays (TB_BWD, N, W) are recomputed and kept while it is walked backwards.
-TB_BWD = 32
+#: 64 (133 KB for float32, N = 16: in L2) rather than 32 since the state loops became
+#: vector code: the per-segment work around them weighed more (docs/performance.md).
+#: A divisor of TB (the forward keeps a checkpoint at the start of every TB_BWD).
+TB_BWD = 64
+assert TB % TB_BWD == 0  # noqa: S101 (module constants)
 
 DISCRETIZATIONS = ("mamba", "zoh", "euler", "bilinear")
 
@@ -160,13 +176,14 @@ def _bits(typingctx, x):
 # (truncation 1e-17 relative), float32 a degree-4 P fitted on Chebyshev nodes for
 # minimal relative error (1.4e-8, a quarter of float32's epsilon). Clamps are
 # selects on ``x < lo`` / ``x > hi``, which keep NaN.
-_LOG2E = 1.4426950408889634
-_SHIFT64 = 1.5 * 2.0**52
+# (The constants are selective_vec's, shared with its vector version of the state loop.)
+_LOG2E = LOG2E
+_SHIFT64 = SHIFT64
 _SHIFT64_BITS = int(np.float64(_SHIFT64).view(np.int64))
-_SHIFT32 = 1.5 * 2.0**23
+_SHIFT32 = SHIFT32
 _SHIFT32_BITS = int(np.float32(_SHIFT32).view(np.int32))
-_LN2_HI = 6.93147180369123816490e-01
-_LN2_LO = 1.90821492927058770002e-10
+_LN2_HI, _LN2_LO = LN2_64
+_LN2_HI32, _LN2_LO32 = LN2_32
 _F32 = np.float32
 _FM = set(FMA_FLAGS)
 
@@ -177,18 +194,18 @@ def _q64(xc):
     t = xc * _LOG2E + _SHIFT64
     kf = t - _SHIFT64
     r = (xc - kf * _LN2_HI) - kf * _LN2_LO
-    p = 1.0 / 6227020800.0
-    p = p * r + 1.0 / 479001600.0
-    p = p * r + 1.0 / 39916800.0
-    p = p * r + 1.0 / 3628800.0
-    p = p * r + 1.0 / 362880.0
-    p = p * r + 1.0 / 40320.0
-    p = p * r + 1.0 / 5040.0
-    p = p * r + 1.0 / 720.0
-    p = p * r + 1.0 / 120.0
-    p = p * r + 1.0 / 24.0
-    p = p * r + 1.0 / 6.0
-    p = p * r + 0.5
+    p = P64[0]
+    p = p * r + P64[1]
+    p = p * r + P64[2]
+    p = p * r + P64[3]
+    p = p * r + P64[4]
+    p = p * r + P64[5]
+    p = p * r + P64[6]
+    p = p * r + P64[7]
+    p = p * r + P64[8]
+    p = p * r + P64[9]
+    p = p * r + P64[10]
+    p = p * r + P64[11]
     return _bits(t) - np.int64(_SHIFT64_BITS), r + (r * r) * p
 
 
@@ -196,12 +213,12 @@ def _q64(xc):
 def _q32(xc):
     t = xc * _F32(_LOG2E) + _F32(_SHIFT32)
     kf = t - _F32(_SHIFT32)
-    r = (xc - kf * _F32(0.693145751953125)) - kf * _F32(1.428606765330187045e-06)
-    p = _F32(0.001385816023685038)
-    p = p * r + _F32(0.00836667325347662)
-    p = p * r + _F32(0.041667595505714417)
-    p = p * r + _F32(0.16666541993618011)
-    p = p * r + _F32(0.4999999701976776)
+    r = (xc - kf * _F32(_LN2_HI32)) - kf * _F32(_LN2_LO32)
+    p = _F32(P32[0])
+    p = p * r + _F32(P32[1])
+    p = p * r + _F32(P32[2])
+    p = p * r + _F32(P32[3])
+    p = p * r + _F32(P32[4])
     return np.int32(_bits(t) - np.int32(_SHIFT32_BITS)), r + (r * r) * p
 
 
@@ -227,7 +244,7 @@ def _exp32(x):
 # k = 0 (2·(q/2) = q), one rounding of s - 1/2 otherwise, and s stays finite up to
 # the overflow threshold. Below -30 (float32) / -60 (float64) the result rounds to -1.
 def _expm1_64(x):
-    xc = _sel(x < -60.0, -60.0, x)
+    xc = _sel(x < LO64, LO64, x)
     xc = _sel(xc > 710.0, 710.0, xc)
     k, q = _q64(xc)
     s = _pow2(k - 1, x)
@@ -235,11 +252,40 @@ def _expm1_64(x):
 
 
 def _expm1_32(x):
-    xc = _sel(x < _F32(-30.0), _F32(-30.0), x)
+    xc = _sel(x < _F32(LO32), _F32(LO32), x)
     xc = _sel(xc > _F32(89.0), _F32(89.0), xc)
     k, q = _q32(xc)
     s = _pow2(k - np.int32(1), x)
     return _F32(2.0) * (s * q + (s - _F32(0.5)))
+
+
+# expm1 of an argument known to be <= 0 (or NaN): the upper clamp goes, and with k <= 0
+# ``2^k`` cannot overflow, so expm1 = s·q + (s - 1) with s = 2^k directly. Bitwise the
+# result of _expm1_*: s - 1 and s/2 - 1/2 are exact (k >= -44 / -87 after the clamp,
+# and only k < -24 / -53 round s - 1, to -1 either way), and doubling is exact, except
+# where x/2 is subnormal (|x| < 2·tiny): there _expm1_*'s (s/2)·q loses low bits and
+# this returns x, correctly rounded. One select and one addition fewer per value (the
+# forward's hottest loop, mamba's exp(dt·A) with dt >= 0 and A <= 0).
+def _expm1_nonpos64(x):
+    xc = _sel(x < LO64, LO64, x)
+    k, q = _q64(xc)
+    s = _pow2(k, x)
+    return s * q + (s - 1.0)
+
+
+def _expm1_nonpos32(x):
+    xc = _sel(x < _F32(LO32), _F32(LO32), x)
+    k, q = _q32(xc)
+    s = _pow2(k, x)
+    return s * q + (s - _F32(1.0))
+
+
+def vexpm1_nonpos(x):
+    """:func:`vexpm1` for ``x <= 0`` (or NaN), bitwise equal to it there except for
+    ``|x|`` below twice the smallest normal number (where it is exact and
+    :func:`vexpm1` is not); for positive ``x`` the result is undefined. Real floats
+    only (complex: :func:`vexpm1`)."""
+    return np.expm1(x)
 
 
 def _cexp(x):
@@ -274,6 +320,29 @@ def _ov_vexpm1(x):
         return _expm1_32
     if isinstance(x, types.Complex):
         return _cexpm1
+    return None
+
+
+@overload(vexpm1_nonpos, jit_options={"fastmath": _FM}, inline="always")
+def _ov_vexpm1_nonpos(x):
+    if x == types.float64:
+        return _expm1_nonpos64
+    if x == types.float32:
+        return _expm1_nonpos32
+    return None
+
+
+def _le0(x):
+    """``x <= 0`` for a real scalar; False for a complex one."""
+    return x <= 0
+
+
+@overload(_le0, inline="always")
+def _ov_le0(x):
+    if isinstance(x, types.Float):
+        return lambda x: x <= _c(0, x)
+    if isinstance(x, types.Complex):
+        return lambda x: False
     return None
 
 
@@ -531,20 +600,20 @@ def _load_tile(A, Bw, btv, Cw, ctv, h0, b, d0, m, Al, Bl, Cl, hl):
 
 
 @jit(fma=True)
-def _load_block(u, delta, bias, sp, b, d0, m, t0, nt, dtb, ub, vb):
-    """Gather a block's ``dt`` (after bias/softplus), ``u`` and the pre-softplus ``v``.
+def _load_block(u, delta, bias, sp, b, d0, m, t0, nt, dtb, ub, vb, keep_v, tv, td):
+    """Gather a block's ``dt`` (after bias/softplus), ``u`` and, if ``keep_v``, the
+    pre-softplus ``v`` (the backward's second pass needs it).
 
-    Computed along time (contiguous, one SIMD loop with the vectorised softplus),
-    then stored transposed into the ``(TB, W)`` buffers: by 16 x 16 blocks
-    (:func:`~iirssm._cpu._jit.transpose_blocks`) for a full tile and whole blocks, element
-    by element otherwise.
+    Computed along time (contiguous, one SIMD loop with the vectorised softplus) into
+    the caller's ``(W, TB)`` scratch ``tv``/``td``, then stored transposed into the
+    ``(TB, W)`` buffers: by 16 x 16 blocks
+    (:func:`~iirssm._cpu._jit.transpose_blocks`) for a full tile and whole blocks,
+    element by element otherwise.
     """
     dim = u.shape[1]
     L = u.shape[2]
     fast = m == W and nt % 16 == 0 and transpose_blocks(
         u, (b * dim + d0) * L + t0, L, ub, 0, W, W, nt)
-    tv = np.empty((W, nt), dtype=dtb.dtype)
-    td = np.empty((W, nt), dtype=dtb.dtype)
     for lane in range(W):
         if lane < m:
             d = d0 + lane
@@ -572,14 +641,69 @@ def _load_block(u, delta, bias, sp, b, d0, m, t0, nt, dtb, ub, vb):
                 dtb[tt, lane] = 0
                 ub[tt, lane] = 0
     if fast:                                     # (the same types as u and ub)
-        transpose_blocks(tv, 0, nt, vb, 0, W, W, nt)
-        transpose_blocks(td, 0, nt, dtb, 0, W, W, nt)
+        TBs = tv.shape[1]
+        if keep_v:
+            transpose_blocks(tv, 0, TBs, vb, 0, W, W, nt)
+        transpose_blocks(td, 0, TBs, dtb, 0, W, W, nt)
 
 
 @jit(fma=True)
-def _advance(disc, Al, hl, dtb, ub, nt, t0, Bw, btv, gsB, Bl, Cw, ctv, gsC, Cl, b, d0,
-             yb, he, store, readout):
+def _nonpos(Al, dtb, nt, sp):
+    """Whether every ``dt·A`` of a block is <= 0 or NaN (real A <= 0 and dt >= 0; dt is
+    >= 0 after softplus), so that :func:`_advance` may take its vector code.
+    Pad lanes hold 0 in both. Complex A: False."""
+    for n in range(Al.shape[0]):
+        for lane in range(W):
+            if not _le0(Al[n, lane]):
+                return False
+    if not sp:
+        for tt in range(nt):
+            for lane in range(W):
+                if not _le0(-dtb[tt, lane]):
+                    return False
+    return True
+
+
+def _mamba_block(Al, hl, Bl, Cl, Bw, btv, bB, gB, Cw, ctv, bC, gC, t0, dtb, ub, nt, yb, he,
+                 store, readout):
+    """:func:`_advance`'s mamba rule with ``dt·A <= 0`` over a block, one sample at a time
+    by :func:`~iirssm._cpu.selective_vec.mamba_rows` (bitwise the loop it replaces),
+    for real states: returns True. For complex ones it compiles to False, and
+    :func:`_advance` runs its loops."""
+
+
+@overload(_mamba_block, jit_options={"fastmath": _FM}, inline="always")
+def _ov_mamba_block(Al, hl, Bl, Cl, Bw, btv, bB, gB, Cw, ctv, bC, gC, t0, dtb, ub, nt, yb, he,
+                    store, readout):
+    if not isinstance(Al.dtype, types.Float):
+        def no(Al, hl, Bl, Cl, Bw, btv, bB, gB, Cw, ctv, bC, gC, t0, dtb, ub, nt, yb, he,
+               store, readout):
+            return False
+        return no
+
+    def impl(Al, hl, Bl, Cl, Bw, btv, bB, gB, Cw, ctv, bC, gC, t0, dtb, ub, nt, yb, he,
+             store, readout):
+        N = Al.shape[0]
+        for tt in range(nt):
+            t = t0 + tt
+            # flat offsets of this sample's B[bB, gB, t, 0] and C[...] (0 when invariant)
+            bo = ((bB * Bw.shape[1] + gB) * Bw.shape[2] + (t if btv else 0)) * N
+            co = ((bC * Cw.shape[1] + gC) * Cw.shape[2] + (t if ctv else 0)) * N
+            mamba_rows(Al, hl, Bl, Cl, Bw, bo, btv, Cw, co, ctv, dtb, ub, tt, yb, he,
+                       (tt + 1) * N * 2 * W, store, readout)
+        return True
+    return impl
+
+
+@jit(fma=True)
+def _advance(disc, nonpos, Al, hl, dtb, ub, nt, t0, Bw, btv, gsB, Bl, Cw, ctv, gsC, Cl, b,
+             d0, yb, he, store, readout):
     """Advance a tile's ``N x W`` states over ``nt`` samples from ``t0``.
+
+    ``nonpos``: every ``dt·A`` of the block is known to be <= 0 (:func:`_nonpos`); the
+    mamba rule then runs as explicit vector code (:func:`_mamba_block`, with
+    :func:`vexpm1_nonpos`: bitwise the same values, cheaper). A run-time bool, never
+    a literal (see ``store``).
 
     ``readout``: write ``Σ_n C·h`` of every sample to ``yb`` (the backward's first
     pass, which keeps only checkpoints, passes False for real states; for complex
@@ -598,6 +722,9 @@ def _advance(disc, Al, hl, dtb, ub, nt, t0, Bw, btv, gsB, Bl, Cw, ctv, gsC, Cl, 
     bC = b if Cw.shape[0] > 1 else 0
     gB = d0 // gsB if btv else 0
     gC = d0 // gsC if ctv else 0
+    if disc == 0 and nonpos and _mamba_block(Al, hl, Bl, Cl, Bw, btv, bB, gB, Cw, ctv, bC, gC,
+                                             t0, dtb, ub, nt, yb, he, store, readout):
+        return
     gu = np.empty(W, dtype=Al.dtype)
     ys = np.empty(W, dtype=Al.dtype)
     em = np.empty(W, dtype=Al.dtype)
@@ -723,7 +850,7 @@ def scan_fwd(u, delta, bias, sp, disc, A, Bw, btv, gsB, Cw, ctv, gsC, Dv, z, has
     empty along its third axis: if not empty, the state entering every
     ``TB_BWD``-sample segment of every tile is kept there (the last entry is the
     final state), which is what :func:`scan_bwd` would otherwise recompute. The
-    block is then advanced in ``TB_BWD`` halves; the states (and so the output) are
+    block is then advanced in ``TB_BWD``-sample pieces; the states (and so the output) are
     the same, sample by sample, either way.
     """
     Bt, _, L = u.shape
@@ -743,23 +870,26 @@ def scan_fwd(u, delta, bias, sp, disc, A, Bw, btv, gsB, Cw, ctv, gsC, Dv, z, has
         dtb = np.empty((TB, W), dtype=u.dtype)
         ub = np.empty((TB, W), dtype=u.dtype)
         vb = np.empty((TB, W), dtype=u.dtype)
+        tv = np.empty((W, TB), dtype=u.dtype)
+        td = np.empty((W, TB), dtype=u.dtype)
         yb = np.empty((TB, W), dtype=A.dtype)
         dummy = np.empty(1, dtype=A.dtype)
         for t0 in range(0, L, TB):
             nt = min(TB, L - t0)
-            _load_block(u, delta, bias, sp, b, d0, m, t0, nt, dtb, ub, vb)
+            _load_block(u, delta, bias, sp, b, d0, m, t0, nt, dtb, ub, vb, False, tv, td)
+            npos = _nonpos(Al, dtb, nt, sp)
             if save:
                 for s0 in range(0, nt, TB_BWD):
                     kb = (t0 + s0) // TB_BWD
                     for n in range(N):
                         for lane in range(W):
                             ck[b, tile, kb, n, lane] = hl[n, lane]
-                    _advance(disc, Al, hl, dtb[s0:], ub[s0:], min(TB_BWD, nt - s0), t0 + s0,
-                             Bw, btv, gsB, Bl, Cw, ctv, gsC, Cl, b, d0, yb[s0:], dummy, False,
-                             True)
+                    _advance(disc, npos, Al, hl, dtb[s0:], ub[s0:], min(TB_BWD, nt - s0),
+                             t0 + s0, Bw, btv, gsB, Bl, Cw, ctv, gsC, Cl, b, d0, yb[s0:], dummy,
+                             False, True)
             else:
-                _advance(disc, Al, hl, dtb, ub, nt, t0, Bw, btv, gsB, Bl, Cw, ctv, gsC, Cl,
-                         b, d0, yb, dummy, False, True)
+                _advance(disc, npos, Al, hl, dtb, ub, nt, t0, Bw, btv, gsB, Bl, Cw, ctv, gsC,
+                         Cl, b, d0, yb, dummy, False, True)
             # y into out's rows by 16 x 16 transposes where it can (real states, a full
             # tile, whole blocks); read column by column, LLVM gathered it (AVX-512)
             dim = out.shape[1]
@@ -781,11 +911,12 @@ def scan_fwd(u, delta, bias, sp, disc, A, Bw, btv, gsB, Cw, ctv, gsC, Dv, z, has
 # rows do not overlap and vectorise the lane loops. (With a dozen separate arrays it
 # needs more run-time overlap checks than it emits, and with a 2-D array the row
 # stride is a run-time value: either way it falls back to scalar code, 10x slower.)
-_V_DT, _V_U, _V_DYF, _V_DA, _V_G, _V_GT, _V_GA, _V_ACC_DT, _V_ACC_U = range(9)
-_NV = 9
+# (The rows are named in selective_vec, whose vector reverse step reads them too.)
+_V_DT, _V_U, _V_DYF, _V_DA, _V_G, _V_GT, _V_GA, _V_ACC_DT, _V_ACC_U = range(len(V_ROWS))
+_NV = len(V_ROWS)
 # Rows of the per-(state, lane) accumulators ``S``, flat, ``(n * _NS + row) * W + lane``.
-_S_LAM, _S_GA, _S_GB, _S_GC = range(4)
-_NS = 4
+_S_LAM, _S_GA, _S_GB, _S_GC = range(len(S_ROWS))
+_NS = len(S_ROWS)
 
 
 @inline
@@ -856,9 +987,26 @@ def _rev_update(V, S, T, he, GB, GC, so, to, ho, hp, go, lane, bv, cv, btv, ctv,
     S[so + _S_GC * W + lane] += gc
 
 
+def _mamba_reverse(T, S, V, he, GB, GC, Bw, bo, btv, Cw, co, ctv, tt):
+    """One reverse step of the mamba rule over the states by
+    :func:`~iirssm._cpu.selective_vec.mamba_reverse_rows` (bitwise the loop it
+    replaces) for real states: returns True; compiles to False for complex ones."""
+
+
+@overload(_mamba_reverse, jit_options={"fastmath": _FM}, inline="always")
+def _ov_mamba_reverse(T, S, V, he, GB, GC, Bw, bo, btv, Cw, co, ctv, tt):
+    if not isinstance(T.dtype, types.Float):
+        return lambda T, S, V, he, GB, GC, Bw, bo, btv, Cw, co, ctv, tt: False
+
+    def impl(T, S, V, he, GB, GC, Bw, bo, btv, Cw, co, ctv, tt):
+        mamba_reverse_rows(T, S, V, he, GB, GC, Bw, bo, btv, Cw, co, ctv, tt)
+        return True
+    return impl
+
+
 @jit(fma=True)
-def _reverse_block(disc, nt, t0, b, slot, Bw, btv, gB, Cw, ctv, gC, yscale, dtb, ub, dob,
-                   he, T, S, V, GB, GC, dBs, dCs, gdb, gub):
+def _reverse_block(disc, vec, nt, t0, b, slot, Bw, btv, gB, Cw, ctv, gC, yscale, dtb, ub,
+                   dob, he, T, S, V, GB, GC, dBs, dCs, gdb, gub):
     """Walk one recomputed segment backwards (see :func:`scan_bwd`).
 
     With λ the adjoint of the state (``S[n, _S_LAM]``, entering as λ[t] + carry):
@@ -870,6 +1018,8 @@ def _reverse_block(disc, nt, t0, b, slot, Bw, btv, gB, Cw, ctv, gC, yscale, dtb,
     Writes the block's ``dt`` and ``u`` gradients to ``gdb``, ``gub``. The per-lane
     gradients of time-varying B/C are kept in ``GB``/``GC`` (flat ``(TB, N, W)``) and
     summed over the lanes at the end of the block, sequentially (a fixed order).
+    ``vec`` (a run-time bool): the mamba rule's step over the states runs as explicit
+    vector code for real states (:func:`_mamba_reverse`; bitwise the same).
     """
     N = T.shape[0] // (3 * W)
     nl = V.shape[0] // _NV
@@ -891,7 +1041,12 @@ def _reverse_block(disc, nt, t0, b, slot, Bw, btv, gB, Cw, ctv, gC, yscale, dtb,
             V[_V_DYF * W + lane] = yscale * dob[tt * W + lane]
             V[_V_ACC_DT * W + lane] = 0
             V[_V_ACC_U * W + lane] = 0
-        for n in range(N):
+        if disc == 0 and vec and _mamba_reverse(T, S, V, he, GB, GC, Bw, bo, btv, Cw, co,
+                                                ctv, tt):
+            N0 = N                      # (done: the loop below runs no state)
+        else:
+            N0 = 0
+        for n in range(N0, N):
             bv = Bf[bo + n]
             cv = Cf[co + n]
             # flat offsets of this state's rows (constant row offsets from there on:
@@ -978,6 +1133,7 @@ def scan_bwd(u, delta, bias, sp, disc, A, Bw, btv, gsB, Cw, ctv, gsC, Dv, z, has
     nblk = (L + TB_BWD - 1) // TB_BWD
     nl = tiles.shape[1] * 0 + W    # W at run time: see _reverse_block (full unrolling)
     have_ck = ck_in.shape[2] > 0
+    vec = nl == W                  # True, at run time (_reverse_block's vector step)
     for job in prange(Bt * nslot):
         b = job // nslot
         slot = job % nslot
@@ -995,6 +1151,8 @@ def scan_bwd(u, delta, bias, sp, disc, A, Bw, btv, gsB, Cw, ctv, gsC, Dv, z, has
         dtb = np.empty((TB_BWD, W), dtype=u.dtype)
         ub = np.empty((TB_BWD, W), dtype=u.dtype)
         vb = np.empty((TB_BWD, W), dtype=u.dtype)
+        tv = np.empty((W, TB_BWD), dtype=u.dtype)
+        td = np.empty((W, TB_BWD), dtype=u.dtype)
         yb = np.empty((TB_BWD, W), dtype=A.dtype)
         # flat (TB_BWD x W) per-lane block buffers, ``tt * W + lane``
         gob = np.empty(TB_BWD * W, dtype=u.dtype)
@@ -1020,13 +1178,18 @@ def scan_bwd(u, delta, bias, sp, disc, A, Bw, btv, gsB, Cw, ctv, gsC, Dv, z, has
                 for n in range(N):
                     for lane in range(W):
                         ck[kb, n, lane] = hl[n, lane]
-                _load_block(u, delta, bias, sp, b, d0, m, t0, nt, dtb, ub, vb)
+                if kb + 1 < nblk:
+                    # the next segment's rows (a few lines per row: see pass 2)
+                    _prefetch_rows(u, b, d0, m, t0 + TB_BWD, min(TB_BWD, L - t0 - TB_BWD))
+                    _prefetch_rows(delta, b, d0, m, t0 + TB_BWD, min(TB_BWD, L - t0 - TB_BWD))
+                _load_block(u, delta, bias, sp, b, d0, m, t0, nt, dtb, ub, vb, False, tv, td)
+                npos = _nonpos(Al, dtb, nt, sp)
                 if yscale == 1:                # real states: no read-out needed
-                    _advance(disc, Al, hl, dtb, ub, nt, t0, Bw, btv, gsB, Bl, Cw, ctv, gsC,
-                             Cl, b, d0, yb, he, False, False)
+                    _advance(disc, npos, Al, hl, dtb, ub, nt, t0, Bw, btv, gsB, Bl, Cw, ctv,
+                             gsC, Cl, b, d0, yb, he, False, False)
                 else:
-                    _advance(disc, Al, hl, dtb, ub, nt, t0, Bw, btv, gsB, Bl, Cw, ctv, gsC,
-                             Cl, b, d0, yb, he, False, True)
+                    _advance(disc, npos, Al, hl, dtb, ub, nt, t0, Bw, btv, gsB, Bl, Cw, ctv,
+                             gsC, Cl, b, d0, yb, he, False, True)
             for n in range(N):
                 for lane in range(W):
                     T[n * 3 * W + lane] = Al[n, lane]
@@ -1058,9 +1221,10 @@ def scan_bwd(u, delta, bias, sp, disc, A, Bw, btv, gsB, Cw, ctv, gsC, Dv, z, has
                     _prefetch_rows(dout, b, d0, m, t0 - TB_BWD, TB_BWD)
                     if has_z:
                         _prefetch_rows(z, b, d0, m, t0 - TB_BWD, TB_BWD)
-                _load_block(u, delta, bias, sp, b, d0, m, t0, nt, dtb, ub, vb)
-                _advance(disc, Al, hl, dtb, ub, nt, t0, Bw, btv, gsB, Bl, Cw, ctv, gsC, Cl,
-                         b, d0, yb, he, True, True)
+                _load_block(u, delta, bias, sp, b, d0, m, t0, nt, dtb, ub, vb, True, tv, td)
+                npos = _nonpos(Al, dtb, nt, sp)
+                _advance(disc, npos, Al, hl, dtb, ub, nt, t0, Bw, btv, gsB, Bl, Cw, ctv, gsC,
+                         Cl, b, d0, yb, he, True, True)
                 if have_ck:
                     for n in range(N):
                         for lane in range(W):
@@ -1087,8 +1251,8 @@ def scan_bwd(u, delta, bias, sp, disc, A, Bw, btv, gsB, Cw, ctv, gsC, Dv, z, has
                 else:
                     for i in range(nt * W):
                         dob[i] = gob[i]
-                _reverse_block(disc, nt, t0, b, slot, Bw, btv, gB, Cw, ctv, gC, yscale, dtb,
-                               ub, dob, he, T, S, V, GB, GC, dBs, dCs, gdb, gub)
+                _reverse_block(disc, vec, nt, t0, b, slot, Bw, btv, gB, Cw, ctv, gC, yscale,
+                               dtb, ub, dob, he, T, S, V, GB, GC, dBs, dCs, gdb, gub)
                 # through softplus (derivative sigmoid, 1 above 20) and bias; D
                 if sp:
                     for tt in range(nt):
