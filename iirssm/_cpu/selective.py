@@ -284,7 +284,9 @@ def vexpm1_nonpos(x):
     """:func:`vexpm1` for ``x <= 0`` (or NaN), bitwise equal to it there except for
     ``|x|`` below twice the smallest normal number (where it is exact and
     :func:`vexpm1` is not); for positive ``x`` the result is undefined. Real floats
-    only (complex: :func:`vexpm1`)."""
+    only (complex: :func:`vexpm1`). The kernels use its vector form
+    (:func:`~iirssm._cpu.selective_vec.mamba_rows`); this one is what the tests
+    hold against :func:`vexpm1`."""
     return np.expm1(x)
 
 
