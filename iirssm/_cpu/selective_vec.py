@@ -33,8 +33,8 @@ from numba.core import types
 from numba.extending import intrinsic
 from numba.np.arrayobj import make_array
 
-__all__ = ["mamba_rows", "mamba_reverse_rows", "V_ROWS", "S_ROWS", "W", "LOG2E", "SHIFT32", "SHIFT64", "LN2_32", "LN2_64", "P32",
-           "P64", "LO32", "LO64"]
+__all__ = ["mamba_rows", "mamba_reverse_rows", "V_ROWS", "S_ROWS", "W", "LOG2E", "SHIFT32",
+           "SHIFT64", "LN2_32", "LN2_64", "P32", "P64", "LO32", "LO64"]
 
 #: lanes per vector: selective.W (asserted there).
 W = 16
@@ -127,9 +127,10 @@ def mamba_rows(typingctx, Al, hl, Bl, Cl, Bw, boff, btv, Cw, coff, ctv, dtb, ub,
 
     ``Al``, ``hl``, ``Bl``, ``Cl``: ``(N, W)``; ``dtb``, ``ub``, ``yb``: ``(TB, W)``;
     ``Bw``/``Cw`` the kernels' B/C arrays, ``boff``/``coff`` the flat offset of this
-    sample's ``B[.., 0]``/``C[.., 0]`` (read, and used, when ``btv``/``ctv``; else
-    the rows ``Bl``/``Cl``); ``he`` flat, ``ho`` the offset of state 0's ``(a - 1,
-    h)`` pair (written when ``store``); ``y`` goes to ``yb[tt]`` when ``readout``.
+    sample's ``B[.., 0]``/``C[.., 0]`` (always read, so in bounds; used when
+    ``btv``/``ctv``, else the rows ``Bl``/``Cl``); ``he`` flat, ``ho`` the offset of
+    state 0's ``(a - 1, h)`` pair (written when ``store``); ``y`` goes to ``yb[tt]``
+    when ``readout``.
     ``store`` and ``readout`` must be literals. All arrays C-contiguous, of one real
     dtype; the caller guarantees the offsets are inside the arrays (no bounds
     check).
