@@ -667,28 +667,37 @@ def test_ssd_scan_against_reference(rng, groups, Dshape, states):
 
 # ------------------------------------------------- the state loops as explicit vector code
 
-@numba.njit(error_model="numpy")
-def _map_expm1_nonpos(x, out):
-    for i in range(x.size):
-        out[i] = sk.vexpm1_nonpos(x[i])
-
-
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_vexpm1_nonpos_is_vexpm1_bitwise(rng, dtype):
-    """For x <= 0 (and NaN) the cheaper expm1 gives vexpm1's bits: across the range
-    reduction's k, the clamp, the underflow to -1 and signed zeros. Tiny x (x/2
-    subnormal) are the exception, where vexpm1's halving (s·q with s = 1/2) drops low
-    bits: vexpm1_nonpos returns x itself there, the correctly rounded value."""
+def test_vector_expm1_is_vexpm1_bitwise(rng, dtype):
+    """The vector code's expm1 for x <= 0 (no upper clamp, no final doubling) gives
+    vexpm1's bits: across the range reduction's k, the clamp, the underflow to -1 and
+    signed zeros. Read from the (a - 1) the state loop stores, with dt = 1 and A = x,
+    so it is the emitted code that is tested. Tiny x (x/2 subnormal) are the
+    exception, where vexpm1's halving (s·q with s = 1/2) drops low bits: the vector
+    code returns x itself there, the correctly rounded value."""
+    W = sk.W
     fi = np.finfo(dtype)
     x = np.concatenate([
         -np.geomspace(float(fi.smallest_subnormal), 1e4, 20001),
         -rng.uniform(0, 120, 20000), np.linspace(-0.4, 0.0, 4001),
         [0.0, -0.0, -30.0, -29.999998, -30.000002, -60.0, -87.3, -88.5, -103.9, -745.0,
-         -1e30, -float(fi.max), -np.inf, np.nan]]).astype(dtype)
-    a = np.empty_like(x)
-    b = np.empty_like(x)
-    _map_expm1(x, a)
-    _map_expm1_nonpos(x, b)
+         -1e30, -float(fi.max), -np.inf, np.nan]])
+    x = np.concatenate([x, -np.ones(-x.size % W)]).astype(dtype)
+    N = x.size // W
+    Al = x.reshape(N, W)
+    dtb = np.ones((sk.TB, W), dtype)
+    ub = np.zeros((sk.TB, W), dtype)
+    Bw = np.zeros((2, 3, 1, N), dtype)
+    Bw.flags.writeable = False
+    es = []
+    for nonpos in (True, False):
+        he = np.zeros(2 * N * 2 * W, dtype)
+        _advance_both(np.int64(0), nonpos, Al, np.zeros((N, W), dtype), dtb, ub, np.int64(1),
+                      np.int64(0), Bw, True, np.int64(W), np.zeros((N, W), dtype), Bw, True,
+                      np.zeros((N, W), dtype), np.int64(1), np.int64(W),
+                      np.zeros((sk.TB, W), dtype), he, np.int64(2))
+        es.append(he.reshape(2, N, 2, W)[1, :, 0].ravel())
+    b, a = es                                   # vector code, vexpm1 in the loop
     ity = np.int32 if dtype == np.float32 else np.int64
     sub = (x != 0) & (np.abs(x) < 2 * fi.tiny)      # where x/2 is subnormal
     same = (a.view(ity) == b.view(ity)) | (np.isnan(a) & np.isnan(b))

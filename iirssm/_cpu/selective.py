@@ -74,8 +74,8 @@ from .selective_vec import (LN2_32, LN2_64, LO32, LO64, LOG2E, P32, P64, S_ROWS,
                             SHIFT64, V_ROWS, mamba_reverse_rows, mamba_rows)
 from .selective_vec import W as _VEC_W
 
-__all__ = ["vexp", "vexpm1", "vexpm1_nonpos", "softplus", "scan_fwd", "scan_bwd", "W", "TB",
-           "TB_BWD", "DISCRETIZATIONS"]
+__all__ = ["vexp", "vexpm1", "softplus", "scan_fwd", "scan_bwd", "W", "TB", "TB_BWD",
+           "DISCRETIZATIONS"]
 
 #: channels advanced together (one AVX-512 float32 vector; two float64 ones).
 W = 16
@@ -259,37 +259,6 @@ def _expm1_32(x):
     return _F32(2.0) * (s * q + (s - _F32(0.5)))
 
 
-# expm1 of an argument known to be <= 0 (or NaN): the upper clamp goes, and with k <= 0
-# ``2^k`` cannot overflow, so expm1 = s·q + (s - 1) with s = 2^k directly. Bitwise the
-# result of _expm1_*: s - 1 and s/2 - 1/2 are exact (k >= -44 / -87 after the clamp,
-# and only k < -24 / -53 round s - 1, to -1 either way), and doubling is exact, except
-# where x/2 is subnormal (|x| < 2·tiny): there _expm1_*'s (s/2)·q loses low bits and
-# this returns x, correctly rounded. One select and one addition fewer per value (the
-# forward's hottest loop, mamba's exp(dt·A) with dt >= 0 and A <= 0).
-def _expm1_nonpos64(x):
-    xc = _sel(x < LO64, LO64, x)
-    k, q = _q64(xc)
-    s = _pow2(k, x)
-    return s * q + (s - 1.0)
-
-
-def _expm1_nonpos32(x):
-    xc = _sel(x < _F32(LO32), _F32(LO32), x)
-    k, q = _q32(xc)
-    s = _pow2(k, x)
-    return s * q + (s - _F32(1.0))
-
-
-def vexpm1_nonpos(x):
-    """:func:`vexpm1` for ``x <= 0`` (or NaN), bitwise equal to it there except for
-    ``|x|`` below twice the smallest normal number (where it is exact and
-    :func:`vexpm1` is not); for positive ``x`` the result is undefined. Real floats
-    only (complex: :func:`vexpm1`). The kernels use its vector form
-    (:func:`~iirssm._cpu.selective_vec.mamba_rows`); this one is what the tests
-    hold against :func:`vexpm1`."""
-    return np.expm1(x)
-
-
 def _cexp(x):
     e = vexp(x.real)
     return _c(complex(e * math.cos(x.imag), e * math.sin(x.imag)), x)
@@ -322,15 +291,6 @@ def _ov_vexpm1(x):
         return _expm1_32
     if isinstance(x, types.Complex):
         return _cexpm1
-    return None
-
-
-@overload(vexpm1_nonpos, jit_options={"fastmath": _FM}, inline="always")
-def _ov_vexpm1_nonpos(x):
-    if x == types.float64:
-        return _expm1_nonpos64
-    if x == types.float32:
-        return _expm1_nonpos32
     return None
 
 
@@ -666,6 +626,13 @@ def _nonpos(Al, dtb, nt, sp):
     return True
 
 
+@inline
+def _bc_offset(Xw, bX, gX, t, tv, N):
+    """Flat offset of ``Xw[bX, gX, t, 0]`` (``t`` 0 when time-invariant) in the kernels'
+    C-contiguous B/C arrays."""
+    return ((bX * Xw.shape[1] + gX) * Xw.shape[2] + (t if tv else 0)) * N
+
+
 def _mamba_block(Al, hl, Bl, Cl, Bw, btv, bB, gB, Cw, ctv, bC, gC, t0, dtb, ub, nt, yb, he,
                  store, readout):
     """:func:`_advance`'s mamba rule with ``dt·A <= 0`` over a block, one sample at a time
@@ -688,9 +655,8 @@ def _ov_mamba_block(Al, hl, Bl, Cl, Bw, btv, bB, gB, Cw, ctv, bC, gC, t0, dtb, u
         N = Al.shape[0]
         for tt in range(nt):
             t = t0 + tt
-            # flat offsets of this sample's B[bB, gB, t, 0] and C[...] (0 when invariant)
-            bo = ((bB * Bw.shape[1] + gB) * Bw.shape[2] + (t if btv else 0)) * N
-            co = ((bC * Cw.shape[1] + gC) * Cw.shape[2] + (t if ctv else 0)) * N
+            bo = _bc_offset(Bw, bB, gB, t, btv, N)
+            co = _bc_offset(Cw, bC, gC, t, ctv, N)
             mamba_rows(Al, hl, Bl, Cl, Bw, bo, btv, Cw, co, ctv, dtb, ub, tt, yb, he,
                        (tt + 1) * N * 2 * W, store, readout)
         return True
@@ -703,9 +669,9 @@ def _advance(disc, nonpos, Al, hl, dtb, ub, nt, t0, Bw, btv, gsB, Bl, Cw, ctv, g
     """Advance a tile's ``N x W`` states over ``nt`` samples from ``t0``.
 
     ``nonpos``: every ``dt·A`` of the block is known to be <= 0 (:func:`_nonpos`); the
-    mamba rule then runs as explicit vector code (:func:`_mamba_block`, with
-    :func:`vexpm1_nonpos`: bitwise the same values, cheaper). A run-time bool, never
-    a literal (see ``store``).
+    mamba rule then runs as explicit vector code (:func:`_mamba_block`, with an expm1
+    for arguments <= 0: bitwise the same values, cheaper). A run-time bool, never a
+    literal (see ``store``).
 
     ``readout``: write ``Σ_n C·h`` of every sample to ``yb`` (the backward's first
     pass, which keeps only checkpoints, passes False for real states; for complex
@@ -1035,8 +1001,8 @@ def _reverse_block(disc, vec, nt, t0, b, slot, Bw, btv, gB, Cw, ctv, gC, yscale,
     for it in range(nt):
         tt = max(nt - 1 - it, 0)
         t = t0 + tt
-        bo = ((bB * Bw.shape[1] + gB) * Bw.shape[2] + (t if btv else 0)) * N
-        co = ((bC * Cw.shape[1] + gC) * Cw.shape[2] + (t if ctv else 0)) * N
+        bo = _bc_offset(Bw, bB, gB, t, btv, N)
+        co = _bc_offset(Cw, bC, gC, t, ctv, N)
         for lane in range(W):
             V[_V_DT * W + lane] = dtb[tt, lane]
             V[_V_U * W + lane] = ub[tt, lane]

@@ -4,14 +4,14 @@ What it computes is :func:`iirssm._cpu.selective._advance`'s loop over the state
 for one sample, mamba's rule with every ``dt·A`` known to be <= 0 (real states):
 for each state ``n``, with the ``W`` lanes as one vector::
 
-    e = expm1(dt·A[n])                 (vexpm1_nonpos)
+    e = expm1(dt·A[n])                 (for dt·A <= 0, below)
     h[n] = (h[n] + e·h[n]) + (dt·u)·B[n]
     y   += C[n]·h[n]
 
 operation for operation as Numba compiles the loop written in Python (the same
 constants, the same fused multiply-adds), so the results are bitwise the same
 (``tests/test_selective.py``; the one exception: a ``dt·A`` of magnitude below twice
-the smallest normal number, where ``vexpm1_nonpos`` is exact and ``vexpm1`` is not).
+the smallest normal number, where this expm1 is exact and ``vexpm1`` is not).
 
 Why it exists: compiled from Python, the lane loop is one vector iteration per
 state, but LLVM re-derives every row address from the arrays' run-time strides,
@@ -141,7 +141,8 @@ def mamba_rows(typingctx, Al, hl, Bl, Cl, Bw, boff, btv, Cw, coff, ctv, dtb, ub,
     fty = Al.dtype
     if not isinstance(fty, types.Float) or any(a.dtype != fty for a in arrays):
         return None
-    if not (all(a.ndim == 2 for a in (Al, hl, Bl, Cl, dtb, ub, yb)) and he.ndim == 1):
+    if not (all(a.ndim == 2 for a in (Al, hl, Bl, Cl, dtb, ub, yb)) and he.ndim == 1
+            and hl.mutable and yb.mutable and he.mutable):     # (the arrays it writes)
         return None
     if not (all(isinstance(i, types.Integer) for i in (boff, coff, tt, ho))
             and isinstance(btv, types.Boolean) and isinstance(ctv, types.Boolean)
@@ -177,7 +178,13 @@ def mamba_rows(typingctx, Al, hl, Bl, Cl, Bw, boff, btv, Cw, coff, ctv, dtb, ub,
         to_bits = iconst(k["bias"] - k["shift_bits"])
 
         def expm1_nonpos(x):
-            # selective._expm1_nonpos32/64: clamp below, reduce, polynomial, s = 2^k
+            # selective._expm1_32/64 for x <= 0 (or NaN): with k <= 0, 2^k cannot
+            # overflow, so the upper clamp goes and expm1 = s·q + (s - 1) with s = 2^k
+            # directly, where _expm1_* computes 2·((s/2)·q + (s/2 - 1/2)). The same bits:
+            # s - 1 and s/2 - 1/2 are exact (k >= -44 / -87 after the clamp; only
+            # k < -24 / -53 round s - 1, to -1 either way) and doubling is exact, except
+            # where x/2 is subnormal (|x| < 2·tiny): there (s/2)·q loses low bits and
+            # this returns x, correctly rounded. One select and one addition fewer.
             xc = builder.select(builder.fcmp_ordered("<", x, lo), lo, x)
             t = fma(xc, log2e, shift)
             kf = builder.fsub(t, shift)
@@ -247,6 +254,7 @@ def mamba_reverse_rows(typingctx, T, S, V, he, GB, GC, Bw, boff, btv, Cw, coff, 
     if not isinstance(fty, types.Float) or any(a.dtype != fty for a in arrays):
         return None
     if not (all(a.ndim == 1 for a in (T, S, V, he, GB, GC))
+            and all(a.mutable for a in (S, V, GB, GC))               # (the arrays it writes)
             and all(isinstance(i, types.Integer) for i in (boff, coff, tt))
             and isinstance(btv, types.Boolean) and isinstance(ctv, types.Boolean)):
         return None
