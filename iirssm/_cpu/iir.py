@@ -52,7 +52,15 @@ Coefficients:
   when fixed, once per sample when they vary in time) and read from it into
   locals before each lane loop (``_make_shared``), so the loop holds them in
   registers; two consecutive second-order sections of ``sosfilt`` share one lane
-  loop, the first one's output staying in a register;
+  loop, the first one's output staying in a register. For real dtypes these loops
+  are :func:`~iirssm._cpu.iir_vec.cascade_block`'s vector code (the same
+  operations, bit for bit), which runs a group of lanes through all of a block's
+  samples with the states in registers: always in place on the block buffer, and
+  between ``x`` and ``out`` (time-major) where one group holds all of the job's
+  lanes. Where it would take several groups, each group would stream the job's
+  rows from memory again, and on the AVX-512 VM two passes over half rows cost
+  more than the registers saved (a plain copy by half rows, per 64-row block:
+  1.9x the time of one pass); there the generated loops run, one pass per block;
 * otherwise (coefficients that differ between lanes, or orders above 8) they
   live in rows of the state array, gathered (or broadcast) once, or once per
   sample when they vary in time. Orders 1 to 8 then run one generated lane loop
@@ -94,6 +102,7 @@ from numba.extending import overload
 
 from ._jit import (data_address, inline, jit, kernel, prange, prefetch, row_view,
                    transpose_blocks)
+from .iir_vec import cascade_block, group_lanes
 
 __all__ = ["df2t", "cascade_lanes", "cascade_spec", "MAX_LANES", "T_BLOCK"]
 
@@ -408,6 +417,27 @@ def _make_dispatch(kind):
         elif rows:
             lines = [f"def impl({params}):", f"    body({args})"]
             ns = {"body": _make_lanes(K, lf)}
+        elif isinstance(types_[0].dtype, types.Float):
+            # real dtypes: iir_vec's vector code (the same operations), in place on the
+            # block buffer, or between x and out where one lane group is the whole job
+            # (several groups would each stream the job's rows again: module docstring)
+            if kind == "direct":
+                call = "src, rs, cs, dst, rd, cd, nt, nl, cf, tv, pft, spec"
+            else:
+                call = "io, 0, 0, io, 0, 0, nt, nl, cf, tv, pft, spec"
+            lines = [f"def impl({params}):"]
+            ns = {"block": cascade_block, "prefetch_args": _prefetch_args}
+            for g in ((1,) if lf else (2, 1)):
+                gl = group_lanes(types_[0].dtype.bitwidth, g * K)
+                if not lf:
+                    lines.append(f"    {'if' if g == 2 else 'elif'} G == {g}:")
+                ind = "    " if lf else "        "
+                lines.append(f"{ind}if {'True' if kind == 'shared' else f'nl <= {gl}'}:")
+                lines += [f"{ind}    pft = prefetch_args(pf, x, out, p0, q0, nj, dq, t0, nt)",
+                          f"{ind}    block(sec, {call}, {g})"]
+                if kind == "direct":
+                    lines += [f"{ind}else:", f"{ind}    body{g}({args})"]
+                    ns[f"body{g}"] = _make_shared(K, g, lf, True)
         elif lf:
             lines = [f"def impl({params}):", f"    body({args})"]
             ns = {"body": _make_shared(K, 1, True, kind == "direct")}
@@ -470,23 +500,31 @@ def _prefetch_step(x, out, p0, q0, n, dq, t0, j):
     this block's output (to be written), while the cascade computes. Time-major: row
     ``j`` of each (the job's ``n`` channels); rows: every line of lane ``j`` (steps
     ``j < n``). Spread over the steps so that few requests are in flight at once."""
+    bx, sx, bo, so, lines, jmax = _prefetch_args(True, x, out, p0, q0, n, dq, t0, T_BLOCK)
+    if j < jmax:
+        for m in range(lines):
+            prefetch(bx + j * sx + 64 * m, False)
+            prefetch(bo + j * so + 64 * m, True)
+
+
+@inline
+def _prefetch_args(pf, x, out, p0, q0, n, dq, t0, nt):
+    """The prefetches of a block of ``nt`` samples (:func:`_prefetch_step`) as
+    ``(bx, sx, bo, so, lines, jmax)``: at step ``j < jmax``, ``lines`` lines from
+    ``bx + j·sx`` and from ``bo + j·so`` (``cascade_block``'s ``pf``; none when not
+    ``pf``)."""
+    if not pf:
+        return (0, 0, 0, 0, 0, 0)
     isz = x.itemsize
     sx0, sx1, sx2 = x.strides
     so0, so1, so2 = out.strides
     ax = data_address(x)
     ao = data_address(out)
     if dq == 1:
-        bx = ax + p0 * sx0 + (t0 + T_BLOCK + j) * sx1 + q0 * sx2
-        bo = ao + p0 * so0 + (t0 + j) * so1 + q0 * so2
-        for m in range(0, n * isz, 64):
-            prefetch(bx + m, False)
-            prefetch(bo + m, True)
-    elif j < n:
-        bx = ax + (p0 + j) * sx0 + (t0 + T_BLOCK) * sx1
-        bo = ao + (p0 + j) * so0 + t0 * so1
-        for m in range(0, T_BLOCK * isz, 64):
-            prefetch(bx + m, False)
-            prefetch(bo + m, True)
+        return (ax + p0 * sx0 + (t0 + T_BLOCK) * sx1 + q0 * sx2, sx1,
+                ao + p0 * so0 + t0 * so1 + q0 * so2, so1, (n * isz + 63) // 64, nt)
+    return (ax + p0 * sx0 + (t0 + T_BLOCK) * sx1, sx0, ao + p0 * so0 + t0 * so1, so0,
+            (T_BLOCK * isz + 63) // 64, min(n, nt))
 
 
 @inline

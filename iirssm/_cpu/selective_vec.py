@@ -33,6 +33,8 @@ from numba.core import types
 from numba.extending import intrinsic
 from numba.np.arrayobj import make_array
 
+from ._vecir import VecIR
+
 __all__ = ["mamba_rows", "mamba_reverse_rows", "V_ROWS", "S_ROWS", "W", "LOG2E", "SHIFT32",
            "SHIFT64", "LN2_32", "LN2_64", "P32", "P64", "LO32", "LO64"]
 
@@ -78,48 +80,6 @@ def _literal_bool(t):
     return isinstance(t, types.BooleanLiteral)
 
 
-class _Vec:
-    """The IR helpers both intrinsics use: W-lane vectors of ``fty`` from arrays."""
-
-    def __init__(self, context, builder, fty):
-        self.b = builder
-        self.i64 = ir.IntType(64)
-        self.i32 = ir.IntType(32)
-        self.el = context.get_value_type(fty)
-        self.vty = ir.VectorType(self.el, W)
-        self.align = fty.bitwidth // 8
-        self.fma = cgutils.get_or_insert_function(
-            builder.module, ir.FunctionType(self.vty, [self.vty] * 3),
-            f"llvm.fma.v{W}f{fty.bitwidth}")
-
-    def idx(self, v):
-        return self.b.sext(v, self.i64) if v.type.width < 64 else v
-
-    def c64(self, x):
-        return ir.Constant(self.i64, x)
-
-    def const(self, x):
-        return ir.Constant(self.vty, [ir.Constant(self.el, x)] * W)
-
-    def ptr(self, arr, off):
-        return self.b.bitcast(self.b.gep(arr.data, [off]), self.vty.as_pointer())
-
-    def load(self, arr, off):
-        return self.b.load(self.ptr(arr, off), align=self.align)
-
-    def store(self, v, arr, off):
-        self.b.store(v, self.ptr(arr, off), align=self.align)
-
-    def splat(self, x):
-        v = self.b.insert_element(ir.Constant(self.vty, ir.Undefined), x,
-                                  ir.Constant(self.i32, 0))
-        return self.b.shuffle_vector(v, ir.Constant(self.vty, ir.Undefined),
-                                     ir.Constant(ir.VectorType(self.i32, W), [0] * W))
-
-    def call_fma(self, a, b, c):
-        return self.b.call(self.fma, [a, b, c])
-
-
 @intrinsic
 def mamba_rows(typingctx, Al, hl, Bl, Cl, Bw, boff, btv, Cw, coff, ctv, dtb, ub, tt, yb, he,
                ho, store, readout):
@@ -159,7 +119,7 @@ def mamba_rows(typingctx, Al, hl, Bl, Cl, Bw, boff, btv, Cw, coff, ctv, dtb, ub,
         a = {name: make_array(st[i])(context, builder, args[i]) for i, name in
              ((0, "A"), (1, "h"), (2, "B"), (3, "C"), (4, "Bw"), (7, "Cw"), (10, "dt"),
               (11, "u"), (13, "y"), (14, "he"))}
-        v = _Vec(context, builder, fty)
+        v = VecIR(context, builder, fty, W)
         ity = k["ity"]
         vity = ir.VectorType(ity, W)
         fma = v.call_fma
@@ -267,7 +227,7 @@ def mamba_reverse_rows(typingctx, T, S, V, he, GB, GC, Bw, boff, btv, Cw, coff, 
         a = {name: make_array(st[i])(context, builder, args[i]) for i, name in
              ((0, "T"), (1, "S"), (2, "V"), (3, "he"), (4, "GB"), (5, "GC"), (6, "Bw"),
               (9, "Cw"))}
-        v = _Vec(context, builder, fty)
+        v = VecIR(context, builder, fty, W)
         fma, c64 = v.call_fma, v.c64
         one, zero = v.const(1.0), v.const(0.0)
         dt = v.load(a["V"], c64(vr["DT"] * W))
