@@ -21,13 +21,14 @@ from __future__ import annotations
 
 import cmath
 
+import numba
 import numpy as np
 
-from . import _pandas
+from . import _pandas, _prefault
 from ._arraytools import (check_state, coef_to_work, finish_output, frame_of, new_output,
                           state_from_work, state_to_work, to_work)
 from ._backend import foreign
-from ._cpu.iir import cascade_lanes, cascade_spec, df2t
+from ._cpu.iir import MAX_LANES, cascade_lanes, cascade_spec, df2t
 from ._cpu._jit import LANES
 from ._validation import as_float_array, compute_dtype, signal_array
 
@@ -65,9 +66,49 @@ def _run_cascade(bw, aw, x_arr, frame, dtype, z0, lf):
     x3 = to_work(x_arr, frame)
     out_nd, out3 = new_output(frame, dtype)
     z = z0.transpose(0, 3, 1, 2).copy()   # (P, Q, S, K), C-ordered, updated in place
-    df2t.pick(P * L * Q)(bw, aw, x3, z, out3, cascade_lanes(P, Q, np.dtype(dtype).itemsize),
-                         cascade_spec(bw.shape[1] - 1, lf))
+    S, K = bw.shape[0], bw.shape[1] - 1
+    lanes = cascade_lanes(P, Q, np.dtype(dtype).itemsize)
+    helper = None
+    if _spare_core_faults(P, Q, lanes, out_nd, S * (2 * K + 1 if lf else 6), dtype):
+        lanes = MAX_LANES
+        helper = _prefault.start(out_nd)
+    try:
+        df2t.pick(P * L * Q)(bw, aw, x3, z, out3, lanes, cascade_spec(K, lf))
+    finally:
+        if helper is not None:
+            helper.join()
     return finish_output(out_nd, out3, frame), z.transpose(0, 2, 3, 1)
+
+
+#: Arithmetic operations per sample and channel (``2K+1`` for an order-``K`` section
+#: in lfilter's order, 6 per sosfilt section; x4 for complex) up to which one job of
+#: :data:`MAX_LANES` time-major channels with a helper faulting the output in beats
+#: splitting the channels between threads (``_spare_core_faults``).
+LIGHT_OPS = 20
+
+
+def _spare_core_faults(P, Q, lanes, out_nd, ops, dtype) -> bool:
+    """Whether to run time-major jobs of :data:`MAX_LANES` channels and leave a core to
+    fault the fresh output in (``iirssm/_prefault.py``) rather than narrow the jobs so
+    that every thread gets one.
+
+    Narrower jobs split each row of the signal between threads. On the 2-core VM,
+    C-ordered (10⁶, 64) float64 along axis 0, that costs more than it gains for a
+    light cascade: two threads writing the same fresh pages wait on each other's
+    page faults, and two half-row streams read memory worse than one whole-row
+    stream (a plain copy split by columns: 130 ms, by rows: 30 ms). One job of 64
+    channels with the helper: butter(4) ``lfilter`` and ``sosfilt`` about 0.75x the
+    time of two jobs of 32; a 4-section ``sosfilt`` (24 operations per sample),
+    compute-bound on one core, ran faster as two jobs (``docs/performance.md``,
+    "Axis 0"). Hence :data:`LIGHT_OPS`.
+    """
+    if Q == 1 or lanes >= MAX_LANES or out_nd.nbytes < _prefault.MIN_BYTES:
+        return False
+    if not _prefault.supported() or numba.get_num_threads() < 2:
+        return False
+    if P * -(-Q // MAX_LANES) >= numba.get_num_threads():
+        return False        # wide jobs would fill every thread anyway (cascade_lanes)
+    return ops * (4 if np.dtype(dtype).kind == "c" else 1) <= LIGHT_OPS
 
 
 def _few_rows(frame) -> bool:

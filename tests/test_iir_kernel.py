@@ -1,12 +1,20 @@
 """The IIR cascade's kernel paths: the vector sections (iirssm/_cpu/iir_vec.py) against
-the generated loops they replace, bit for bit."""
+the generated loops they replace, bit for bit, and the time-major arrangement that
+leaves a core to fault the output in (iirssm/_prefault.py)."""
+
+import types
 
 import numba
 import numpy as np
 import pytest
+import scipy.signal
+
+import iirssm
+from iirssm import _lfilter, _prefault
 from iirssm._cpu._jit import FMA_FLAGS
 from iirssm._cpu.iir import LANE_STRIDE, _make_shared, cascade_spec
 from iirssm._cpu.iir_vec import cascade_block, group_lanes
+from conftest import assert_close
 
 
 def _runners(K, G, lf):
@@ -78,3 +86,65 @@ def test_vector_sections_in_place(rng):
     run_loops(s_loop, io.copy(), expect, cf, 0, 64, nt, (0,) * 6)
     run_vec(sec, out, out, cf, 0, 64, nt, (0,) * 6)
     np.testing.assert_array_equal(out[:, :64], expect[:, :64])
+
+
+# ------------------------------------------------------------- one job and a faulting core
+
+def _fake(nbytes):
+    return types.SimpleNamespace(nbytes=nbytes)
+
+
+@pytest.mark.skipif(not _prefault.supported(), reason="needs Linux's MADV_POPULATE_WRITE")
+def test_spare_core_faults_rule(monkeypatch):
+    monkeypatch.setattr(numba, "get_num_threads", lambda: 2)
+    big = _fake(64 << 20)
+    f8 = np.float64
+    assert _lfilter._spare_core_faults(1, 64, 32, big, 9, f8)            # butter(4) lfilter
+    assert not _lfilter._spare_core_faults(1, 64, 32, big, 24, f8)       # 4 sos sections
+    assert not _lfilter._spare_core_faults(1, 64, 32, big, 9, np.complex128)
+    assert not _lfilter._spare_core_faults(1, 1, 32, big, 9, f8)         # rows layout
+    assert not _lfilter._spare_core_faults(1, 64, 64, big, 9, f8)        # already one job
+    assert not _lfilter._spare_core_faults(2, 64, 32, big, 9, f8)        # 2 wide jobs
+    assert not _lfilter._spare_core_faults(1, 64, 32, _fake(1 << 20), 9, f8)
+    monkeypatch.setattr(numba, "get_num_threads", lambda: 1)
+    assert not _lfilter._spare_core_faults(1, 64, 32, big, 9, f8)
+
+
+def test_prefault_writes_no_data():
+    arr = np.arange((_prefault.MIN_BYTES + (3 << 20)) // 8, dtype=np.float64)
+    before = arr.copy()
+    thread = _prefault.start(arr[1:])               # not page-aligned at either end
+    if _prefault.supported():
+        assert thread is not None
+    if thread is not None:
+        thread.join()
+    np.testing.assert_array_equal(arr, before)
+    assert _prefault.start(np.zeros(1000)) is None
+
+
+@pytest.mark.parametrize("kind", ["lfilter", "sosfilt"])
+def test_arrangement_does_not_change_results(rng, monkeypatch, kind):
+    """Time-major, big enough for the helper: one job of 64 lanes with the helper, two
+    jobs of 32 without it, and without the helper at all: the same bits, and scipy's
+    result to rounding."""
+    x = rng.standard_normal((40000, 64))              # 20 MB, above _prefault.MIN_BYTES
+    if kind == "lfilter":
+        b, a = scipy.signal.butter(4, 0.05)
+
+        def run():
+            return iirssm.lfilter(b, a, x, axis=0)
+        ref = scipy.signal.lfilter(b, a, x, axis=0)
+    else:
+        sos = scipy.signal.butter(4, 0.05, output="sos")
+
+        def run():
+            return iirssm.sosfilt(sos, x, axis=0)
+        ref = scipy.signal.sosfilt(sos, x, axis=0)
+    outs = []
+    for light, ok in ((1000, True), (0, True), (1000, False)):
+        monkeypatch.setattr(_lfilter, "LIGHT_OPS", light)
+        monkeypatch.setattr(_prefault, "_supported", ok and _prefault.supported())
+        outs.append(run())
+    for y in outs[1:]:
+        np.testing.assert_array_equal(y, outs[0])
+    assert_close(outs[0], ref, np.float64, scale=np.abs(ref).max())
