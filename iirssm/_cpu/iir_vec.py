@@ -13,7 +13,7 @@ every lane (for two second-order sections, 5 loads and 5 stores per vector and
 12 arithmetic operations). Here the lanes are split into groups of ``U``
 vectors, and each group runs all of the block's samples with its states in
 registers: per sample and vector one load of the input, one store of the output
-and the arithmetic. In cache, on one thread, that took 0.78-0.91x the time of
+and the arithmetic. In cache, on one thread, that took 0.79-0.91x the time of
 the generated loops (``docs/performance.md``, "Axis 0"). Each group reads the
 block's rows again, though, which costs more than it saves where the rows come
 from memory: the kernel uses it between ``x`` and ``out`` only where one group
