@@ -84,7 +84,7 @@ def _run_cascade(bw, aw, x_arr, frame, dtype, z0, lf):
 #: in lfilter's order, 6 per sosfilt section; x4 for complex) up to which one job of
 #: :data:`MAX_LANES` time-major channels with a helper faulting the output in beats
 #: splitting the channels between threads (``_spare_core_faults``).
-LIGHT_OPS = 20
+LIGHT_OPS = 13
 
 
 def _spare_core_faults(P, Q, lanes, out_nd, ops, dtype) -> bool:
@@ -92,15 +92,16 @@ def _spare_core_faults(P, Q, lanes, out_nd, ops, dtype) -> bool:
     fault the fresh output in (``iirssm/_prefault.py``) rather than narrow the jobs so
     that every thread gets one.
 
-    Narrower jobs split each row of the signal between threads. On the 2-core VM,
-    C-ordered (10⁶, 64) float64 along axis 0, that costs more than it gains for a
-    light cascade: two threads writing the same fresh pages wait on each other's
-    page faults, and two half-row streams read memory worse than one whole-row
-    stream (a plain copy split by columns: 130 ms, by rows: 30 ms). One job of 64
-    channels with the helper: butter(4) ``lfilter`` and ``sosfilt`` about 0.75x the
-    time of two jobs of 32; a 4-section ``sosfilt`` (24 operations per sample),
-    compute-bound on one core, ran faster as two jobs (``docs/performance.md``,
-    "Axis 0"). Hence :data:`LIGHT_OPS`.
+    Narrower jobs split each row of the signal between threads, and the threads
+    fault the fresh output in as they write it (faulting 512 MB in takes 43 ms of
+    one core). One job leaves the other core to fault the output in ahead of it.
+    On the 2-core VM, C-ordered (10⁶, 64) float64 along axis 0, against two jobs
+    of 32: butter(4) ``lfilter`` 0.82-0.91x the time, butter(6) 0.91x, butter(8)
+    1.00-1.05x; ``sosfilt`` butter(4) 1.04-1.05x, butter(6) 1.06x, butter(8)
+    1.00-1.35x (compute-bound on one core; ``docs/performance.md``, "Axis 0").
+    Hence :data:`LIGHT_OPS` = 13: ``lfilter`` up to order 6, ``sosfilt`` up to two
+    sections (whose ±5 % is within this VM's noise). The constant comes from one
+    machine; where a core has more memory bandwidth, the crossover moves.
     """
     if Q == 1 or lanes >= MAX_LANES or out_nd.nbytes < _prefault.MIN_BYTES:
         return False

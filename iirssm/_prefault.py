@@ -13,8 +13,8 @@ first is simply skipped. Elsewhere, and where the call is refused, nothing
 happens.
 
 Measured on the 2-core AVX-512 VM, C-ordered (10⁶, 64) float64 along axis 0,
-one job of 64 lanes: ``lfilter`` butter(4) 100 -> 76 ms (``docs/performance.md``,
-"Axis 0").
+``lfilter`` butter(4): one job of 64 lanes with the helper 63-73 ms, two jobs of
+32 lanes faulting as they write 70-89 ms (``docs/performance.md``, "Axis 0").
 """
 
 from __future__ import annotations

@@ -432,10 +432,12 @@ def _make_dispatch(kind):
                 if not lf:
                     lines.append(f"    {'if' if g == 2 else 'elif'} G == {g}:")
                 ind = "    " if lf else "        "
-                lines.append(f"{ind}if {'True' if kind == 'shared' else f'nl <= {gl}'}:")
-                lines += [f"{ind}    pft = prefetch_args(pf, x, out, p0, q0, nj, dq, t0, nt)",
-                          f"{ind}    block(sec, {call}, {g})"]
-                if kind == "direct":
+                vec = ["pft = prefetch_args(pf, x, out, p0, q0, nj, dq, t0, nt)",
+                       f"block(sec, {call}, {g})"]
+                if kind == "shared":
+                    lines += [ind + v for v in vec]
+                else:
+                    lines += [f"{ind}if nl <= {gl}:"] + [ind + "    " + v for v in vec]
                     lines += [f"{ind}else:", f"{ind}    body{g}({args})"]
                     ns[f"body{g}"] = _make_shared(K, g, lf, True)
         elif lf:
