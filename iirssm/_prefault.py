@@ -59,7 +59,11 @@ def _populate(addr: int, nbytes: int) -> None:
     page = mmap.PAGESIZE
     start = -(-addr // page) * page          # the whole pages inside the array
     end = (addr + nbytes) // page * page
-    fn = _libc_madvise()
+    try:
+        fn = _libc_madvise()
+    except (OSError, AttributeError):        # no C library to load, or no madvise in it
+        _supported = False
+        return
     for a in range(start, end, CHUNK):
         if fn(a, min(CHUNK, end - a), MADV_POPULATE_WRITE) != 0:
             import ctypes
