@@ -4,7 +4,7 @@ A freshly allocated array is not yet memory: the first write to each page makes
 the operating system find and zero a page. A kernel that writes a large fresh
 output pays that zeroing inside its own loop, on its own core. Where a kernel
 leaves a core idle (one job of lanes on a two-core machine), :func:`start` has a
-helper thread ask the kernel to fault the pages in (Linux's
+helper thread ask the operating system to fault the pages in (Linux's
 ``madvise(MADV_POPULATE_WRITE)``, Linux 5.14 and later), front to back, while the
 kernel runs: the zeroing then happens on the other core. The call writes no data
 (it makes the pages present and writable, as a write would, without writing

@@ -178,7 +178,8 @@ def cascade_block(typingctx, sec, src, rs, cs, dst, rd, cd, nt, n, cf, tv, pf, s
 
         def run_group(nu, masks):
             """Lanes ``g0 .. g0 + nu·VW`` (the vectors masked by ``masks``, if given) over
-            all samples; the group at lane 0 issues the prefetches."""
+            all samples; a full group of ``U`` vectors also issues its share of the
+            prefetches."""
             lane0 = builder.load(g0)
             # the prefetches spread over the groups of U vectors: group gi asks for the
             # rows j = gi (mod npf) (all of them if there is no full group)
