@@ -43,6 +43,7 @@ filter's decay. Measured on the 2-core AVX-512 VM: ``docs/performance.md``,
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -65,11 +66,15 @@ MIN_SPLIT = 16384
 #: correction re-reads and re-writes at most 1/SETTLE of the output), and at least
 #: as long as the decay search ran.
 SETTLE = 8
+#: Most values the decay search keeps (samples x unit states; 32 MB of float64):
+#: filters whose responses need more are not split.
+MAX_BASIS = 1 << 22
 #: First block of the decay search.
 _FIRST_BLOCK = 256
 
 _BASIS_CACHE: dict = {}
 _CACHE_SIZE = 32
+_CACHE_LOCK = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -91,16 +96,18 @@ def basis(bw, aw, spec, dtype, cap):
 
     ``bw``/``aw``: the kernel's shared coefficients ``(S, K+1, 1, 1, 1)``. Cached per
     coefficients, dtype and ``spec`` (a search that failed is repeated only with a
-    larger ``cap``).
+    larger ``cap``). The search keeps at most :data:`MAX_BASIS` values.
     """
+    cap = min(cap, MAX_BASIS // (bw.shape[0] * (bw.shape[1] - 1)))
     key = (bw.tobytes(), aw.tobytes(), bw.shape, np.dtype(dtype).str, spec)
     hit = _BASIS_CACHE.get(key)
     if hit is not None and (hit[0] is not None or hit[1] >= cap):
         return hit[0]
     found = _search(bw, aw, spec, dtype, cap)
-    if len(_BASIS_CACHE) >= _CACHE_SIZE:
-        _BASIS_CACHE.pop(next(iter(_BASIS_CACHE)))
-    _BASIS_CACHE[key] = (found, cap)
+    with _CACHE_LOCK:                        # callers may be threads (dask)
+        while len(_BASIS_CACHE) >= _CACHE_SIZE:
+            _BASIS_CACHE.pop(next(iter(_BASIS_CACHE)))
+        _BASIS_CACHE[key] = (found, cap)
     return found
 
 

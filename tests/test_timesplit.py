@@ -267,3 +267,34 @@ def test_chunks_with_the_state_carried_equal_the_whole(cut, order, wc, sos):
         ref = scipy.signal.lfilter(b, a, x)
     assert_close(np.concatenate([y1, y2]), whole, np.float64)
     assert_close(whole, ref, np.float64)
+
+
+@pytest.mark.parametrize("b,a", [([2.5], [1.0]), ([1, 2, 3, 4], [1, -0.5]),
+                                 ([0.2, 0.1], [1, -0.3, 0.4, -0.1])])
+def test_gains_and_unequal_lengths(rng, b, a):
+    """A pure gain (run as order 1 with zero coefficients), a numerator longer than
+    the denominator and the reverse, split, with zi and zf of the true order."""
+    x = rng.standard_normal(40000)
+    assert _plan("lfilter", (b, a), x, -1) is not None
+    K = max(len(a), len(b)) - 1
+    zi = rng.standard_normal(K)
+    if K:
+        y, zf = iirssm.lfilter(b, a, x, zi=zi)
+        y_ref, zf_ref = scipy.signal.lfilter(b, a, x, zi=zi)
+        assert_close(zf, zf_ref, np.float64)
+    else:
+        y, y_ref = iirssm.lfilter(b, a, x), scipy.signal.lfilter(b, a, x)
+    assert_close(y, y_ref, np.float64)
+
+
+def test_search_is_bounded(rng, monkeypatch):
+    """A filter whose unit-state responses would need more than MAX_BASIS values is
+    not split (and still filtered right)."""
+    monkeypatch.setattr(_timesplit, "_BASIS_CACHE", {})
+    monkeypatch.setattr(_timesplit, "MAX_BASIS", 4096)
+    b, a = scipy.signal.butter(4, 0.01)        # ~3600 samples x 4 states
+    x = rng.standard_normal(200000)
+    assert _plan("lfilter", (b, a), x, -1) is None
+    assert_close(iirssm.lfilter(b, a, x), scipy.signal.lfilter(b, a, x), np.float64)
+    monkeypatch.setattr(_timesplit, "MAX_BASIS", 1 << 22)
+    assert _plan("lfilter", (b, a), x, -1) is not None
