@@ -18,14 +18,15 @@ the first samples of each later chunk the zero-input response of the state the
 chunk before ended in: one matrix product with the unit-state responses ``G``
 (``(n_decay, M)``, computed once per filter by the kernel itself, :func:`basis`).
 
-What is neglected, and why it is rounding. ``G`` is kept until its last sample
-above ``tol x max|G|`` (``tol`` = the dtype's epsilon / 1024), and the search runs
-until the state left over from any unit state, times the largest state and
-response seen, is below ``tol`` (``Φ`` below). A chunk of ``n >= SETTLE x``
-that many samples therefore starts from the previous chunk's zero-state final
-state up to ``tol`` of the state's size, and its correction is cut where it is
-below ``tol`` of its own peak: errors a thousandth of the rounding the
-sequential filter itself makes on states of that size. The results differ from
+What is neglected, and why it is rounding. The search runs until the state
+left over from any unit state, times the largest state and response seen, is
+below ``tol`` (the dtype's epsilon / 1024; ``Φ`` in :func:`_search`), and ``G``
+is kept up to its last sample above ``tol x max|G|``. A chunk at least as long
+as the search ran (and :data:`SETTLE` times ``G``) therefore starts from the
+previous chunk's zero-state final state to within ``tol`` of the state's size,
+and its correction is cut where it is below ``tol`` of its own peak: errors
+about a thousandth of the rounding the sequential filter itself makes on states
+of that size. The results differ from
 the sequential ones by rounding, not bit for bit; they do not depend on the
 thread count (the chunking depends only on the shapes and the filter).
 
@@ -51,7 +52,8 @@ import numpy as np
 from ._cpu._jit import LANES
 from ._cpu.iir import cascade_lanes, df2t
 
-__all__ = ["Split", "long_enough", "plan", "basis", "run", "TARGET_LANES", "MIN_CHUNK", "MIN_SPLIT", "SETTLE"]
+__all__ = ["Split", "long_enough", "plan", "basis", "run", "TARGET_LANES", "MIN_CHUNK",
+           "MIN_SPLIT", "SETTLE", "MAX_BASIS"]
 
 #: Lanes a split aims at: enough for two full 64-lane jobs.
 TARGET_LANES = 128
@@ -156,11 +158,11 @@ def plan(P, Q, L, bw, aw, spec, dtype):
     filtered one after the other), or the channels are time-major in one block
     (``P == 1``: the chunks become jobs for the threads; the kernel takes the lanes
     of a job from ``Q``, so chunks of several blocks would add nothing to blocks
-    that already give every thread a job), and chunks of at least :data:`MIN_CHUNK` samples and
-    :data:`SETTLE` times the filter's decay fit at least twice. Chunks per signal: the
-    smallest power of two giving :data:`TARGET_LANES` lanes, halved until chunks
-    are long enough. Depends on the shapes and the filter only, never on the
-    thread count.
+    that already give every thread a job), and at least two chunks of
+    :data:`MIN_CHUNK` samples, as long as the decay search ran and :data:`SETTLE`
+    times the unit-state responses fit. Chunks per signal: the smallest power of
+    two giving :data:`TARGET_LANES` lanes, halved until chunks are long enough.
+    Depends on the shapes and the filter only, never on the thread count.
     """
     if P * Q >= TARGET_LANES or bw.shape[2:] != (1, 1, 1) or aw.shape[2:] != (1, 1, 1):
         return None
