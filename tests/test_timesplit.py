@@ -170,6 +170,10 @@ def test_plan_declines(rng):
     assert _plan("lfilter", (b, a), rng.standard_normal((8, 20000)), -1) is None
     assert _plan("lfilter", (b, a), rng.standard_normal((7, 20000)), -1) is not None
     assert _plan("lfilter", (b, a), rng.standard_normal((2, 20000, 4)), 1) is None
+    # a long FIR filter (order above MAX_ORDER) goes to scipy's loop
+    long_fir = np.ones(_timesplit.MAX_ORDER + 2) / (_timesplit.MAX_ORDER + 2)
+    assert _plan("fir", (long_fir, np.array([1.0])), x, -1) is None
+    assert _plan("fir", (long_fir[1:], np.array([1.0])), x, -1) is not None
     # per-channel coefficients
     bw = np.stack([b, b], axis=-1)[None, :, :, None, None]      # (S, K+1, Pc, Lc, Qc)
     aw = np.stack([a, a], axis=-1)[None, :, :, None, None]
