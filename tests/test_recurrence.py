@@ -315,3 +315,49 @@ def test_kernel_pick_serial_for_small_work():
     assert scan_rows.pick(PARALLEL_MIN_SAMPLES - 1) is scan_rows.serial
     if numba.get_num_threads() > 1:
         assert scan_rows.pick(PARALLEL_MIN_SAMPLES) is scan_rows.parallel
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("alpha", [1.0, 0.5, 0.1, 1e-4])
+@pytest.mark.parametrize("reverse", [False, True])
+def test_chunked_ema_form_fix_stops_below_rounding(rng, dtype, alpha, reverse):
+    """The EMA form's chunked scan adds each piece's carry only while its weight
+    (1 - alpha)**t is above epsilon / 1024: alpha = 1 (weight 0 at once), 0.1 (a
+    few hundred samples) and 1e-4 (longer than a piece: never stops). Equal to
+    the one-pass reference to the table's tolerance, final state included."""
+    from iirssm._cpu.recurrence import scan_rows, scan_rows_chunked
+    from iirssm._cpu.scan import N_CHUNKS
+    L = CHUNKED_MIN_LENGTH + 77
+    x = (rng.standard_normal((2, L)) + 5).astype(dtype)   # an offset: carries matter
+    c = np.full((1, 1), alpha, dtype=dtype)
+    h0 = np.array([3.0, -2.0], dtype=dtype)
+    out = np.empty_like(x)
+    hf = scan_rows_chunked.serial(c, x, h0, out, True, reverse, N_CHUNKS)
+    ref = np.empty_like(x)
+    rhf = scan_rows.serial(c, x, h0, ref, True, reverse)
+    assert_close(out, ref, dtype)
+    assert_close(hf, rhf, dtype)
+    np.testing.assert_array_equal(hf, out[:, 0] if reverse else out[:, -1])
+
+
+@pytest.mark.parametrize("ema", [False, True])
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+@pytest.mark.parametrize("where", [10, 5 * 1026 + 3, CHUNKED_MIN_LENGTH // 2])
+def test_chunked_non_finite_as_one_pass(rng, ema, bad, where):
+    """NaN or inf inside a piece makes the carries after it non-finite; those
+    pieces are run again from the carry, so the output is NaN/inf exactly where a
+    single pass gives NaN/inf (a carried correction would restart clean)."""
+    from iirssm._cpu.recurrence import scan_rows, scan_rows_chunked
+    from iirssm._cpu.scan import N_CHUNKS
+    L = CHUNKED_MIN_LENGTH + 77
+    x = rng.standard_normal((1, L))
+    x[0, where] = bad
+    c = np.full((1, 1), 0.1 if ema else 0.9)
+    h0 = np.zeros(1)
+    out = np.empty_like(x)
+    ref = np.empty_like(x)
+    scan_rows_chunked.serial(c, x, h0, out, ema, False, N_CHUNKS)
+    scan_rows.serial(c, x, h0, ref, ema, False)
+    np.testing.assert_array_equal(np.isnan(out), np.isnan(ref))
+    np.testing.assert_array_equal(np.isinf(out), np.isinf(ref))
+    assert_close(out, ref, np.float64)

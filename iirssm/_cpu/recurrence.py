@@ -21,15 +21,19 @@ Layouts:
 * :func:`scan_cols`: ``(P, L, Q)`` with ``Q > 1`` channels contiguous (time-major):
   the inner loop runs over a block of contiguous channels.
 * :func:`scan_rows_chunked`: a few very long rows. Each row is cut into
-  ``n_chunks`` pieces scanned from zero state as lanes (pass 1); the carries
-  between pieces are combined serially (``n_chunks`` steps); pass 2 adds each
-  piece's carry times the running product of its decays. The chunking is fixed
-  (it does not depend on the thread count), so results are reproducible.
+  ``n_chunks`` pieces scanned from zero state as lanes, writing the output
+  (pass 1); the carries between pieces are combined serially (``n_chunks``
+  steps); pass 2 adds each piece's carry times the running product of its
+  decays, in the EMA form only until that product is below rounding. The
+  chunking is fixed (it does not depend on the thread count), so results are
+  reproducible.
 """
 
 import numpy as np
+from numba import types as nbtypes
+from numba.extending import overload
 
-from ._jit import LANES, kernel, prange, row_view3
+from ._jit import LANES, inline, kernel, prange, row_view3
 
 __all__ = ["scan_rows", "scan_cols", "scan_rows_chunked"]
 
@@ -136,17 +140,112 @@ def scan_cols(c, x, h0, out, ema, reverse, qb):
     return hf
 
 
+@inline
+def _decay(cv, ema):
+    """The factor a step applies to the state: ``1 - c`` (EMA form) or ``c``."""
+    return 1 - cv if ema else cv
+
+
+@inline
+def _step(h, cv, xv, ema):
+    """One step of either rule: the new state and the step's decay."""
+    if ema:
+        return h + cv * (xv - h), _decay(cv, ema)
+    return cv * h + xv, _decay(cv, ema)
+
+
+def _tiny(v):
+    """The smallest normal number of ``v``'s (real part's) type; in kernels only."""
+
+
+@overload(_tiny, jit_options={"nogil": True})
+def _ov_tiny(v):
+    dt = v.underlying_float if isinstance(v, nbtypes.Complex) else v
+    tiny = float(np.finfo(np.dtype(str(dt))).tiny)
+    return lambda v: tiny
+
+
+def _fix_tol(arr):
+    """The dtype's epsilon / 1024 for ``arr``'s (real part's) dtype; in kernels only."""
+
+
+@overload(_fix_tol, jit_options={"nogil": True})
+def _ov_fix_tol(arr):
+    dt = arr.dtype.underlying_float if isinstance(arr.dtype, nbtypes.Complex) else arr.dtype
+    tol = float(np.finfo(np.dtype(str(dt))).eps) / 1024
+    return lambda arr: tol
+
+
+@inline
+def _flush(g):
+    """A product of decays below the smallest normal number is taken as zero: its
+    weight is far below rounding, and products of subnormal numbers are slow."""
+    return g if abs(g) >= _tiny(g) else g * 0
+
+
+@inline
+def _fix_pieces(c, x, out, carry, p, k0, n_chunks, lc, L, cp, ct, ema, reverse, may_stop, tol):
+    """Pass 2 of :func:`scan_rows_chunked` for the ``LANES`` pieces from ``k0`` of row
+    ``p`` (piece 0 has no carry): re-run a piece from a NaN or inf carry; add the
+    other carries times the running product of their piece's decays, advanced
+    together, until every product is zero, or below ``tol`` where ``may_stop``."""
+    step = -1 if reverse else 1
+    g = np.ones(LANES, dtype=out.dtype)
+    cr = np.zeros(LANES, dtype=out.dtype)
+    base = np.empty(LANES, dtype=np.int64)
+    k1 = 1 if k0 == 0 else 0
+    last = k0 + LANES == n_chunks               # its last piece takes the remainder
+    for k in range(k1, LANES):
+        base[k] = L - 1 - (k0 + k) * lc if reverse else (k0 + k) * lc
+        n = L - (n_chunks - 1) * lc if last and k == LANES - 1 else lc
+        cr[k] = carry[p, k0 + k]
+        if not np.isfinite(cr[k]):
+            h = cr[k]
+            for i in range(n):
+                t = base[k] + step * i
+                h = _step(h, c[p * cp, t * ct], x[p, t], ema)[0]
+                out[p, t] = h
+            cr[k] = 0                           # its outputs are NaN or inf already
+            g[k] = 0
+    for i0 in range(0, lc, 64):
+        done = True
+        for k in range(k1, LANES):
+            done = done and (g[k] == 0 or (may_stop and abs(g[k]) <= tol))
+        if done:
+            return
+        for i in range(i0, min(i0 + 64, lc)):
+            for k in range(k1, LANES):
+                t = base[k] + step * i
+                g[k] = _flush(g[k] * _decay(c[p * cp, t * ct], ema))
+                out[p, t] = out[p, t] + g[k] * cr[k]
+    if last:
+        k = LANES - 1
+        for s in range(n_chunks * lc, L):
+            if g[k] == 0 or (may_stop and abs(g[k]) <= tol):
+                return
+            t = L - 1 - s if reverse else s
+            g[k] = _flush(g[k] * _decay(c[p * cp, t * ct], ema))
+            out[p, t] = out[p, t] + g[k] * cr[k]
+
+
 @kernel(writes=("out",))
 def scan_rows_chunked(c, x, h0, out, ema, reverse, n_chunks):
     """Scan a few long ``(P, L)`` rows in ``n_chunks`` pieces per row (a multiple of ``LANES``).
 
-    Reduce, then scan: pass 1 runs every piece from zero state without writing
-    anything (its end state and the product of its decays); the carries between
-    pieces are combined serially (``n_chunks`` steps per row); pass 2 runs every
-    piece again from its true entering state and writes the output. That reads
-    the input twice and writes the output once (24 bytes per float64 sample),
-    with ``LANES`` pieces advanced together in both passes.
-    Requires ``L >= n_chunks``. Returns final states like :func:`scan_rows`.
+    Scan, then fix: pass 1 runs every piece from zero state (the first from
+    ``h0``), ``LANES`` pieces advanced together, and writes the output, keeping
+    each piece's end state and product of decays; the carries between pieces
+    are combined serially (``n_chunks`` steps per row); pass 2 adds to each
+    later piece its carry times the running product of its decays. In the EMA
+    form the decays ``1 - c`` lie in ``[0, 1]``, so that product only shrinks:
+    pass 2 stops where it is below :func:`_fix_tol` (the dtype's epsilon / 1024,
+    relative to the carry), after a few hundred samples for ``c = 0.1``
+    (pass 1 reads the input and writes the output once; the rest is small).
+    The linear form's decays may exceed 1 in size: its pass 2 covers each
+    whole piece. A carry that is NaN or inf re-runs its piece from it, so that
+    non-finite values propagate as in one sequential pass. Requires
+    ``L >= n_chunks``. Returns final states like :func:`scan_rows` (the last
+    output).
     """
     P, L = x.shape
     cp = 1 if c.shape[0] > 1 else 0
@@ -158,55 +257,48 @@ def scan_rows_chunked(c, x, h0, out, ema, reverse, n_chunks):
     gprod = np.ones((P, n_chunks), dtype=h0.dtype)   # each piece's product of decays
     carry = np.zeros((P, n_chunks), dtype=h0.dtype)  # the state entering each piece
     hf = np.empty_like(h0)
-    for phase in range(2):
-        for job in prange(P * tiles):
-            p = job // tiles
-            k0 = (job % tiles) * LANES
-            h = np.zeros(LANES, dtype=h0.dtype)
-            g = np.ones(LANES, dtype=h0.dtype)
-            base = np.empty(LANES, dtype=np.int64)
+    tol = _fix_tol(out)
+    for job in prange(P * tiles):
+        p = job // tiles
+        k0 = (job % tiles) * LANES
+        h = np.zeros(LANES, dtype=h0.dtype)
+        g = np.ones(LANES, dtype=h0.dtype)
+        base = np.empty(LANES, dtype=np.int64)
+        for k in range(LANES):
+            base[k] = L - 1 - (k0 + k) * lc if reverse else (k0 + k) * lc
+        if k0 == 0:
+            h[0] = h0[p]            # the first piece starts from the true initial state
+        for i in range(lc):
             for k in range(LANES):
-                base[k] = L - 1 - (k0 + k) * lc if reverse else (k0 + k) * lc
-                if phase == 1:
-                    h[k] = carry[p, k0 + k]
-            if k0 == 0:
-                h[0] = h0[p]            # the first piece starts from the true initial state
-            for i in range(lc):
-                for k in range(LANES):
-                    t = base[k] + step * i
-                    cv = c[p * cp, t * ct]
-                    if ema:
-                        h[k] = h[k] + cv * (x[p, t] - h[k])
-                    else:
-                        h[k] = cv * h[k] + x[p, t]
-                    if phase == 0:
-                        g[k] = g[k] * (1 - cv) if ema else g[k] * cv
-                    else:
-                        out[p, t] = h[k]
-            if k0 + LANES == n_chunks:
-                k = LANES - 1                           # the last piece takes the remainder
-                for s in range(n_chunks * lc, L):
-                    t = L - 1 - s if reverse else s
-                    cv = c[p * cp, t * ct]
-                    if ema:
-                        h[k] = h[k] + cv * (x[p, t] - h[k])
-                    else:
-                        h[k] = cv * h[k] + x[p, t]
-                    if phase == 0:
-                        g[k] = g[k] * (1 - cv) if ema else g[k] * cv
-                    else:
-                        out[p, t] = h[k]
-            if phase == 0:
-                for k in range(LANES):
-                    hloc[p, k0 + k] = h[k]
-                    gprod[p, k0 + k] = g[k]
-            elif k0 + LANES == n_chunks:
-                hf[p] = h[LANES - 1]    # the final state is the last output, exactly
-        if phase == 0:
-            # carries between pieces: serial over the pieces of a row
-            for p in range(P):
-                hin = hloc[p, 0]                        # piece 0 already includes h0
-                for k in range(1, n_chunks):
-                    carry[p, k] = hin
-                    hin = gprod[p, k] * hin + hloc[p, k]
+                t = base[k] + step * i
+                h[k], d = _step(h[k], c[p * cp, t * ct], x[p, t], ema)
+                g[k] = _flush(g[k] * d)
+                out[p, t] = h[k]
+        if k0 + LANES == n_chunks:
+            k = LANES - 1                           # the last piece takes the remainder
+            for s in range(n_chunks * lc, L):
+                t = L - 1 - s if reverse else s
+                h[k], d = _step(h[k], c[p * cp, t * ct], x[p, t], ema)
+                g[k] = _flush(g[k] * d)
+                out[p, t] = h[k]
+        for k in range(LANES):
+            hloc[p, k0 + k] = h[k]
+            gprod[p, k0 + k] = g[k]
+    # carries between pieces: serial over the pieces of a row
+    for p in range(P):
+        hin = hloc[p, 0]                        # piece 0 already includes h0
+        for k in range(1, n_chunks):
+            carry[p, k] = hin
+            hin = gprod[p, k] * hin + hloc[p, k]
+    for job in prange(P * tiles):
+        p = job // tiles
+        k0 = (job % tiles) * LANES
+        # may a lane stop once its weight is below tol? In the EMA form the decays
+        # 1 - c lie in [0, 1]; in the linear form only a constant |c| <= 1 is known
+        # not to grow the weight again
+        may_stop = ema or (ct == 0 and abs(c[p * cp, 0]) <= 1)
+        _fix_pieces(c, x, out, carry, p, k0, n_chunks, lc, L, cp, ct, ema, reverse,
+                    may_stop, tol)
+    for p in range(P):
+        hf[p] = out[p, 0] if reverse else out[p, L - 1]
     return hf
