@@ -236,12 +236,14 @@ def scan_rows_chunked(c, x, h0, out, ema, reverse, n_chunks):
     ``h0``), ``LANES`` pieces advanced together, and writes the output, keeping
     each piece's end state and product of decays; the carries between pieces
     are combined serially (``n_chunks`` steps per row); pass 2 adds to each
-    later piece its carry times the running product of its decays. In the EMA
-    form the decays ``1 - c`` lie in ``[0, 1]``, so that product only shrinks:
-    pass 2 stops where it is below :func:`_fix_tol` (the dtype's epsilon / 1024,
-    relative to the carry), after a few hundred samples for ``c = 0.1``
-    (pass 1 reads the input and writes the output once; the rest is small).
-    The linear form's decays may exceed 1 in size: its pass 2 covers each
+    later piece its carry times the running product of its decays (:func:`_fix_pieces`).
+    In the EMA form the decays ``1 - c`` lie in ``[0, 1]``, and a constant
+    ``|c| <= 1`` in the linear form gives the same, so that product only
+    shrinks: pass 2 stops where it is below :func:`_fix_tol` (the dtype's
+    epsilon / 1024, relative to the carry), after a few hundred samples for
+    ``c = 0.1`` (pass 1 reads the input and writes the output once; the rest is
+    small). Otherwise pass 2 runs until the product is zero (products below the
+    smallest normal number are flushed to zero, :func:`_flush`), at most the
     whole piece. A carry that is NaN or inf re-runs its piece from it, so that
     non-finite values propagate as in one sequential pass. Requires
     ``L >= n_chunks``. Returns final states like :func:`scan_rows` (the last
