@@ -154,14 +154,18 @@ def _step(h, cv, xv, ema):
     return cv * h + xv, _decay(cv, ema)
 
 
+def _real_finfo(t):
+    """``numpy.finfo`` of a Numba scalar type's real part (while compiling)."""
+    return np.finfo(np.dtype(str(t.underlying_float if isinstance(t, nbtypes.Complex) else t)))
+
+
 def _tiny(v):
     """The smallest normal number of ``v``'s (real part's) type; in kernels only."""
 
 
 @overload(_tiny, jit_options={"nogil": True})
 def _ov_tiny(v):
-    dt = v.underlying_float if isinstance(v, nbtypes.Complex) else v
-    tiny = float(np.finfo(np.dtype(str(dt))).tiny)
+    tiny = float(_real_finfo(v).tiny)
     return lambda v: tiny
 
 
@@ -171,8 +175,7 @@ def _fix_tol(arr):
 
 @overload(_fix_tol, jit_options={"nogil": True})
 def _ov_fix_tol(arr):
-    dt = arr.dtype.underlying_float if isinstance(arr.dtype, nbtypes.Complex) else arr.dtype
-    tol = float(np.finfo(np.dtype(str(dt))).eps) / 1024
+    tol = float(_real_finfo(arr.dtype).eps) / 1024
     return lambda arr: tol
 
 
