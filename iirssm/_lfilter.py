@@ -73,7 +73,7 @@ def _run_cascade(bw, aw, x_arr, frame, dtype, z0, lf, few_rows=False):
     spec = cascade_spec(K, lf)
     split = _timesplit.plan(P, Q, L, bw, aw, spec, dtype)
     if split is not None and _timesplit.run(split, bw, aw, x3, out3, z, spec,
-                                            df2t.pick(P * L * Q) is df2t.parallel):
+                                            df2t.pick(P * L * Q)):
         return finish_output(out_nd, out3, frame), z.transpose(0, 2, 3, 1)
     if few_rows:
         return None

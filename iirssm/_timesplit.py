@@ -158,15 +158,15 @@ def plan(P, Q, L, bw, aw, spec, dtype):
     """The :class:`Split` for ``P`` signals of ``Q`` channels and ``L`` samples, or None.
 
     Splits only where there are fewer than :data:`TARGET_LANES` channels, the
-    coefficients are shared, the sections' order is at most :data:`MAX_ORDER`, and
-    either time is contiguous and there are fewer
-    signals than one vector of lanes (the chunks become lanes; the signals are
-    filtered one after the other), or the channels are time-major in one block
-    (``P == 1``: the chunks become jobs for the threads; the kernel takes the lanes
-    of a job from ``Q``, so chunks of several blocks would add nothing to blocks
-    that already give every thread a job), and at least two chunks of
-    :data:`MIN_CHUNK` samples, as long as the decay search ran and :data:`SETTLE`
-    times the unit-state responses fit. Chunks per signal: the smallest power of
+    coefficients are shared, the sections' order is at most :data:`MAX_ORDER`,
+    and either time is contiguous and there are fewer signals than one vector of
+    lanes (the chunks become lanes; the signals are filtered one after the
+    other), or the channels are time-major in one block (``P == 1``: the chunks
+    become jobs for the threads; the kernel takes the lanes of a job from ``Q``,
+    so chunks of several blocks would add nothing to blocks that already give
+    every thread a job), and at least two chunks fit, each of :data:`MIN_CHUNK`
+    samples, as long as the decay search ran and :data:`SETTLE` times the
+    unit-state responses. Chunks per signal: the smallest power of
     two giving :data:`TARGET_LANES` lanes, halved until chunks are long enough.
     Depends on the shapes and the filter only, never on the thread count.
     """
@@ -197,13 +197,14 @@ def plan(P, Q, L, bw, aw, spec, dtype):
     return Split(C, n, L - C * n, G)
 
 
-def run(split, bw, aw, x3, out3, z, spec, parallel) -> bool:
+def run(split, bw, aw, x3, out3, z, spec, kern) -> bool:
     """Filter ``x3`` (``(P, L, Q)``) into ``out3`` as ``split`` says; ``z``
     (``(P, Q, S, K)``): initial states, replaced by the final ones.
 
     Returns False, with ``z`` unchanged and ``out3`` partly written, when a chunk
     ended in a non-finite state (NaN or inf in the signal): the caller then
-    filters sequentially. ``parallel``: use the kernel's parallel variant.
+    filters sequentially. ``kern``: the variant of :func:`df2t` for the chunks
+    (``df2t.pick`` of the whole size); a head shorter than a chunk runs serially.
     """
     P, L, Q = x3.shape
     S, K = z.shape[2], z.shape[3]
@@ -211,7 +212,6 @@ def run(split, bw, aw, x3, out3, z, spec, parallel) -> bool:
     C, n, r, G = split.chunks, split.n, split.head, split.G
     nd = G.shape[0]
     itemsize = x3.dtype.itemsize
-    kern = df2t.parallel if parallel else df2t.serial
     finals = np.empty_like(z)
     for p in range(P):
         zc = np.zeros((C, Q, S, K), dtype=z.dtype)

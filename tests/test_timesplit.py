@@ -302,3 +302,22 @@ def test_search_is_bounded(rng, monkeypatch):
     assert_close(iirssm.lfilter(b, a, x), scipy.signal.lfilter(b, a, x), np.float64)
     monkeypatch.setattr(_timesplit, "MAX_BASIS", 1 << 22)
     assert _plan("lfilter", (b, a), x, -1) is not None
+
+
+def test_bad_zi_on_the_split_path(rng):
+    """Signals long enough to be split check zi as every other call does: the
+    parameter, the expected and the actual shape in the message."""
+    x = rng.standard_normal((3, 40000))
+    b, a = scipy.signal.butter(4, 0.1)
+    assert _plan("lfilter", (b, a), x, -1) is not None
+    with pytest.raises(ValueError, match=r"zi.*\(3, 4\).*\(3, 3\)"):
+        iirssm.lfilter(b, a, x, zi=np.zeros((3, 3)))
+    with pytest.raises(ValueError, match="zi"):
+        iirssm.lfilter(b, a, x, zi=np.zeros((2, 4)))
+    sos = scipy.signal.butter(4, 0.1, output="sos")
+    with pytest.raises(ValueError, match="zi"):
+        iirssm.sosfilt(sos, x, zi=np.zeros((2, 3, 3)))
+    with pytest.raises(ValueError, match="zi"):
+        iirssm.sosfilt(sos, x, zi=np.zeros((3, 3, 2)))
+    with pytest.raises(ValueError, match="a\\[0\\]"):
+        iirssm.lfilter(b, np.r_[0.0, a[1:]], x)
